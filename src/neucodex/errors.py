@@ -1,0 +1,12 @@
+"""The one exception family the CLI turns into a one-line message."""
+
+
+class NeucodexError(Exception):
+    """A user-facing error: the message names what is wrong and what to do."""
+
+
+class UnknownNameError(NeucodexError, KeyError):
+    """A name (model, split point, dataset, format) that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,37 @@
+"""The command line: tables, JSON, and one-line errors with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from neucodex.cli import main
+
+
+def test_models_json(capsys):
+    assert main(["models", "vgg-tiny", "resnet-tiny", "-T", "4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["point"] for r in rows if r["model"] == "vgg-tiny"] == ["conv1", "conv2", "conv3"]
+    last = rows[-1]
+    assert last["model"] == "resnet-tiny" and last["shape"] == [128, 4, 4]
+    assert last["spike_bits"] == 128 * 4 * 4 * 4
+    assert last["float32_bits"] == 128 * 4 * 4 * 32
+
+
+def test_models_table(capsys):
+    assert main(["models", "vgg-tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "conv3" in out and "24,346" in out
+
+
+def test_unknown_model_is_one_line_error():
+    proc = subprocess.run(
+        [sys.executable, "-m", "neucodex.cli", "models", "nope"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "neucodex: error: unknown model 'nope'; available: "
+        "resnet-tiny, resnet18, resnet34, resnet50, vgg-tiny, vgg11, vgg16"
+    ]
+    assert "Traceback" not in proc.stderr

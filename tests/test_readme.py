@@ -1,0 +1,24 @@
+"""The README opens with the two commands, and CI runs the second one verbatim."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, re.S)][:2]
+
+
+def test_readme_starts_with_two_commands():
+    demo, tests = readme_commands()
+    assert "neucodex" in demo and "pip install" in demo
+    assert "pytest" in tests and "pip install" in tests
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
