@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import neucodex as nc
-from conftest import calibrate_bn
 from neucodex.errors import UnknownNameError
+
+from conftest import calibrate_bn
 
 
 @pytest.mark.parametrize("name", nc.list_models())

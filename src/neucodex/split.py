@@ -14,7 +14,7 @@ def split_points(model: Backbone) -> list[str]:
     return list(model.split_points)
 
 
-def _index(model: Backbone, point: str) -> int:
+def stage_index(model: Backbone, point: str) -> int:
     if point not in model.split_points:
         raise UnknownNameError(
             f"{point!r} is not a split point of {model.arch}; "
@@ -28,7 +28,7 @@ def cut(model: Backbone, point: str) -> tuple[Stages, Stages]:
 
     Both parts run in either step mode; ``cloud(edge(x)) == model(x)``.
     """
-    k = _index(model, point)
+    k = stage_index(model, point)
     edge, cloud = model.slice(0, k + 1), model.slice(k + 1)
     # reset_net caches the module list per container; these are new containers over old modules.
     for part in (model, edge, cloud):
@@ -58,5 +58,5 @@ def feature_shapes(model: Backbone, input_size: int | None = None) -> dict[str, 
 
 def feature_shape(model: Backbone, point: str, input_size: int | None = None) -> tuple[int, int, int]:
     """``(C, H, W)`` of one timestep's tensor crossing the cut at ``point``."""
-    _index(model, point)
+    stage_index(model, point)
     return feature_shapes(model, input_size)[point]

@@ -8,6 +8,8 @@ import torch
 from spikingjelly.activation_based import base, functional
 from torch import nn
 
+from .layers import NeuronConfig
+
 
 class Stages(nn.Module, base.StepModule):
     """An ordered chain of named stages, runnable in both step modes.
@@ -67,13 +69,14 @@ class Backbone(Stages):
         split_points: list[str],
         *,
         arch: str,
-        spiking: bool,
+        neuron_cfg: NeuronConfig,
         T: int,
         in_channels: int,
         input_size: int,
         num_classes: int,
     ) -> None:
-        super().__init__(stages, spiking, T)
+        super().__init__(stages, neuron_cfg.spiking, T)
+        self.neuron_cfg = neuron_cfg
         unknown = [p for p in split_points if p not in stages]
         if unknown:
             raise ValueError(f"split points {unknown} are not stages of {arch}")

@@ -53,7 +53,7 @@ def build_vgg(
         stages,
         [f"conv{k}" for k in range(1, n + 1)],
         arch=arch,
-        spiking=cfg.spiking,
+        neuron_cfg=cfg,
         T=T,
         in_channels=in_channels,
         input_size=input_size,

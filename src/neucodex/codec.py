@@ -1,0 +1,280 @@
+"""Spikes ⇄ bytes: lossless packets for one timestep's spike map (or a batch of them).
+
+A packet is a 22-byte header followed by the payload::
+
+    magic 'N' | version u8 | format u8 | flags u8 | timestep u16 | N u16 | C u16 | H u16 | W u16
+    | payload_len u32 | crc32 u32          (little-endian; CRC over header-without-CRC + payload)
+
+Payload formats:
+
+- ``bitmap``  — 1 bit per neuron (``numpy.packbits``), ``ceil(n/8)`` bytes.
+- ``sparse``  — the flat indices of the ones, u8/u16/u32 by ``n``; wins at very low firing rates.
+- ``entropy`` — arithmetic (ANS) coding with Bernoulli probabilities via ``constriction``: either
+  one probability per packet sent in-band (u16; adapts to each packet), or per-channel
+  probabilities learned from data and shared by both ends (``channel_probs``; flag bit 0).
+- ``uint8``   — 8-bit quantised real features, one byte each: BottleNet++'s wire form.
+
+``auto`` picks the smallest spike format per packet. ``decode`` of anything malformed raises
+:class:`CodecError` and nothing else, and never allocates more than the declared shape, which is
+itself bounded by ``max_elements``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+import torch
+
+from .errors import NeucodexError
+
+VERSION = 1
+MAGIC = b"N"
+_HEADER = struct.Struct("<cBBBHHHHHI")  # everything before the CRC
+_CRC = struct.Struct("<I")
+HEADER_BYTES = _HEADER.size + _CRC.size
+MAX_ELEMENTS = 1 << 24
+"""Default bound on N*C*H*W a decoder accepts (16 M neurons, a 2 MiB bitmap)."""
+
+FORMATS = {"bitmap": 0, "sparse": 1, "entropy": 2, "uint8": 3}
+_FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
+SPIKE_FORMATS = ("bitmap", "sparse", "entropy")
+_FLAG_CHANNEL_MODEL = 1
+_P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
+_PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
+
+
+class CodecError(NeucodexError):
+    """A packet could not be produced or read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A decoded packet: the tensor plus the header fields that travel with it."""
+
+    tensor: torch.Tensor
+    format: str
+    timestep: int
+
+
+def _as_array(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if len(shape) == 3:
+        return (1, *shape)  # type: ignore[return-value]
+    if len(shape) == 4:
+        return shape  # type: ignore[return-value]
+    raise CodecError(f"expected a [C, H, W] or [N, C, H, W] map, got shape {tuple(shape)}")
+
+
+def _binary(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8)
+    if np.any((a != 0) & (a != 1)):
+        raise CodecError("spike formats need a binary map (values 0 and 1); use 'uint8' for real features")
+    return a.astype(np.uint8)
+
+
+def _index_dtype(n: int) -> np.dtype:
+    return np.dtype("<u1") if n <= 1 << 8 else np.dtype("<u2") if n <= 1 << 16 else np.dtype("<u4")
+
+
+def _channel_p(channel_probs: np.ndarray, channels: int) -> np.ndarray:
+    probs = np.asarray(channel_probs, dtype=np.float64).reshape(-1)
+    if probs.size != channels:
+        raise CodecError(f"channel_probs has {probs.size} entries but the map has {channels} channels")
+    if not np.isfinite(probs).all():
+        raise CodecError("channel_probs must be finite probabilities")
+    return np.clip(probs, _PROB_EPS, 1 - _PROB_EPS)
+
+
+def _bernoulli(p: float):
+    return constriction.stream.model.Bernoulli(float(p), perfect=False)
+
+
+def _ans_encode(groups: list[tuple[np.ndarray, float]]) -> bytes:
+    """ANS-code each group of bits with its own fixed Bernoulli model (stack: encode in reverse)."""
+    coder = constriction.stream.stack.AnsCoder()
+    for bits, p in reversed(groups):
+        coder.encode_reverse(bits.astype(np.int32), _bernoulli(p))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _ans_decode(payload: bytes, groups: list[tuple[int, float]]) -> np.ndarray:
+    if len(payload) % 4:
+        raise CodecError("entropy payload is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        parts = [np.asarray(coder.decode(_bernoulli(p), size), dtype=np.uint8) for size, p in groups]
+        exhausted = coder.is_empty()
+    except Exception as e:  # constriction raises its own errors on inconsistent streams
+        raise CodecError(f"entropy payload does not decode: {e}") from None
+    if not exhausted:
+        raise CodecError("entropy payload has data left after the declared shape")
+    return np.concatenate(parts)
+
+
+def _entropy_encode(bits: np.ndarray, shape4, channel_probs: np.ndarray | None) -> bytes:
+    """In-band: a u16 firing probability, then one ANS stream; learned: one model per channel."""
+    if channel_probs is not None:
+        n, c, h, w = shape4
+        by_channel = bits.reshape(n, c, h * w).transpose(1, 0, 2).reshape(c, -1)
+        return _ans_encode(list(zip(by_channel, _channel_p(channel_probs, c), strict=True)))
+    ones = int(bits.sum())
+    if ones in (0, bits.size):
+        return struct.pack("<H", _P_SCALE if ones else 0)
+    q = min(max(round(ones / bits.size * _P_SCALE), 1), _P_SCALE - 1)
+    return struct.pack("<H", q) + _ans_encode([(bits, q / _P_SCALE)])
+
+
+def _entropy_decode(payload: bytes, shape4, channel_probs: np.ndarray | None) -> np.ndarray:
+    n, c, h, w = shape4
+    if channel_probs is not None:
+        probs = _channel_p(channel_probs, c)
+        by_channel = _ans_decode(payload, [(n * h * w, p) for p in probs])
+        return by_channel.reshape(c, n, h * w).transpose(1, 0, 2).reshape(-1)
+    size = n * c * h * w
+    if len(payload) < 2:
+        raise CodecError("entropy payload too short for its probability field")
+    (q,) = struct.unpack_from("<H", payload)
+    if q in (0, _P_SCALE):
+        if len(payload) != 2:
+            raise CodecError("entropy payload of a constant map must hold only its probability")
+        return np.full(size, 1 if q else 0, dtype=np.uint8)
+    return _ans_decode(payload[2:], [(size, q / _P_SCALE)])
+
+
+def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) -> tuple[bytes, int]:
+    """(payload, flags) for ``a`` in ``fmt``."""
+    flat = a.reshape(-1)
+    if fmt == "uint8":
+        if a.dtype != np.uint8:
+            if np.any((flat < 0) | (flat > 1)):
+                raise CodecError("uint8 format takes values in [0, 1] (8-bit quantised features)")
+            flat = np.rint(flat.astype(np.float64) * 255).astype(np.uint8)
+        return flat.tobytes(), 0
+    bits = _binary(flat)
+    if fmt == "bitmap":
+        return np.packbits(bits).tobytes(), 0
+    if fmt == "sparse":
+        return np.flatnonzero(bits).astype(_index_dtype(bits.size)).tobytes(), 0
+    if fmt == "entropy":
+        flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0
+        return _entropy_encode(bits, shape4, channel_probs), flags
+    raise CodecError(f"unknown format {fmt!r}; choose from {', '.join([*FORMATS, 'auto'])}")
+
+
+def encode(
+    x: torch.Tensor | np.ndarray,
+    format: str = "auto",
+    *,
+    timestep: int = 0,
+    channel_probs: np.ndarray | None = None,
+) -> bytes:
+    """One packet for a ``[C, H, W]`` (or ``[N, C, H, W]``) map at ``timestep``.
+
+    ``auto`` tries every spike format and keeps the smallest (entropy uses ``channel_probs``
+    when given). Real-valued features need ``format='uint8'``.
+    """
+    a = _as_array(x)
+    shape4 = _shape4(a.shape)
+    if any(d > 0xFFFF for d in shape4):
+        raise CodecError(f"each dimension must be ≤ 65535, got {tuple(a.shape)}")
+    if not 0 <= timestep <= 0xFFFF:
+        raise CodecError(f"timestep must be in 0..65535, got {timestep}")
+    if format == "auto":
+        if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
+            raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'")
+        candidates = [(_payload(f, a, channel_probs, shape4), f) for f in SPIKE_FORMATS]
+        (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
+    else:
+        payload, flags = _payload(format, a, channel_probs, shape4)
+    head = _HEADER.pack(MAGIC, VERSION, FORMATS[format], flags, timestep, *shape4, len(payload))
+    return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
+    """Validate and return the header fields of a packet (no payload decoding)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CodecError(f"a packet is bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < HEADER_BYTES:
+        raise CodecError(f"packet truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
+    magic, version, fmt, flags, timestep, n, c, h, w, length = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError("not a neucodex packet (bad magic byte)")
+    if version != VERSION:
+        raise CodecError(f"packet format version {version} is not supported (this codec reads {VERSION})")
+    if fmt not in _FORMAT_NAMES:
+        raise CodecError(f"unknown payload format code {fmt}")
+    if flags & ~_FLAG_CHANNEL_MODEL or (flags and _FORMAT_NAMES[fmt] != "entropy"):
+        raise CodecError(f"invalid flags {flags:#x} for format {_FORMAT_NAMES[fmt]}")
+    elements = n * c * h * w
+    if elements == 0 or elements > max_elements:
+        raise CodecError(f"declared shape {n}x{c}x{h}x{w} is empty or exceeds {max_elements} elements")
+    if len(data) != HEADER_BYTES + length:
+        raise CodecError(f"packet length {len(data)} does not match its header ({HEADER_BYTES} + {length} bytes)")
+    (crc,) = _CRC.unpack_from(data, _HEADER.size)
+    if zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[: _HEADER.size])) != crc:
+        raise CodecError("packet CRC32 mismatch (corrupted in transit)")
+    return {"format": _FORMAT_NAMES[fmt], "flags": flags, "timestep": timestep,
+            "shape": (n, c, h, w), "payload": data[HEADER_BYTES:]}
+
+
+def decode_packet(
+    data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS
+) -> Packet:
+    """Decode a packet into a float32 tensor of its declared shape, plus format and timestep."""
+    hd = read_header(data, max_elements)
+    shape4, payload, fmt = hd["shape"], hd["payload"], hd["format"]
+    n = int(np.prod(shape4))
+    if fmt == "bitmap":
+        if len(payload) != (n + 7) // 8:
+            raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(payload, np.uint8))
+        if bits[n:].any():
+            raise CodecError("bitmap padding bits are not zero")
+        values = bits[:n].astype(np.float32)
+    elif fmt == "sparse":
+        dt = _index_dtype(n)
+        if len(payload) % dt.itemsize or len(payload) // dt.itemsize > n:
+            raise CodecError(f"sparse payload of {len(payload)} bytes is not ≤ {n} {dt.itemsize}-byte indices")
+        idx = np.frombuffer(payload, dt).astype(np.int64)
+        if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+            raise CodecError("sparse indices must be strictly increasing and inside the map")
+        values = np.zeros(n, np.float32)
+        values[idx] = 1.0
+    elif fmt == "entropy":
+        learned = bool(hd["flags"] & _FLAG_CHANNEL_MODEL)
+        if learned and channel_probs is None:
+            raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
+        values = _entropy_decode(payload, shape4, channel_probs if learned else None).astype(np.float32)
+    else:  # uint8
+        if len(payload) != n:
+            raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
+        values = np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0
+    tensor = torch.from_numpy(values.reshape(shape4))
+    return Packet(tensor, fmt, hd["timestep"])
+
+
+def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
+    """The ``[N, C, H, W]`` float32 tensor a packet carries."""
+    return decode_packet(data, channel_probs=channel_probs, max_elements=max_elements).tensor
+
+
+def fit_channel_probs(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Per-channel firing probabilities from spike maps ``[..., C, H, W]`` (learned entropy model)."""
+    a = _as_array(spikes).astype(np.float64)
+    if a.ndim < 3:
+        raise CodecError(f"need [..., C, H, W] spike maps, got shape {a.shape}")
+    axes = tuple(i for i in range(a.ndim) if i != a.ndim - 3)
+    ones, count = a.sum(axis=axes), a.size / a.shape[-3]
+    return ((ones + 0.5) / (count + 1.0)).astype(np.float64)  # Krichevsky–Trofimov estimate

@@ -1,0 +1,154 @@
+"""Codec: exact round trips, malformed packets → CodecError only, entropy-coding efficiency."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from neucodex import codec
+from neucodex.codec import CodecError
+
+FORMATS = ["bitmap", "sparse", "entropy", "auto"]
+
+
+def spikes(shape, rate, seed=0):
+    return torch.from_numpy((np.random.default_rng(seed).random(shape) < rate).astype(np.float32))
+
+
+@st.composite
+def spike_maps(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=3, max_size=4)))
+    rate = draw(st.sampled_from([0.0, 0.001, 0.05, 0.3, 0.5, 0.9, 1.0]))
+    return spikes(shape, rate, draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(x=spike_maps(), fmt=st.sampled_from(FORMATS), t=st.integers(0, 65535))
+def test_round_trip_exact(x, fmt, t):
+    pkt = codec.encode(x, fmt, timestep=t)
+    out = codec.decode_packet(pkt)
+    assert out.timestep == t
+    assert torch.equal(out.tensor.reshape(x.shape), x)
+    assert out.tensor.shape == ((1, *x.shape) if x.dim() == 3 else x.shape)
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=spike_maps())
+def test_round_trip_with_learned_channel_probs(x):
+    probs = codec.fit_channel_probs(x)
+    pkt = codec.encode(x, "entropy", channel_probs=probs)
+    assert torch.equal(codec.decode(pkt, channel_probs=probs).reshape(x.shape), x)
+    with pytest.raises(CodecError, match="pass channel_probs"):
+        codec.decode(pkt)
+
+
+def test_auto_is_smallest():
+    for rate in (0.0005, 0.05, 0.5):
+        x = spikes((64, 8, 8), rate)
+        sizes = {f: len(codec.encode(x, f)) for f in codec.SPIKE_FORMATS}
+        assert len(codec.encode(x, "auto")) == min(sizes.values())
+
+
+def test_uint8_round_trip_is_8bit_exact():
+    x = torch.rand(2, 8, 5, 5)
+    q = torch.round(x * 255) / 255
+    assert torch.equal(codec.decode(codec.encode(q, "uint8")), q)
+    assert len(codec.encode(q, "uint8")) == codec.HEADER_BYTES + q.numel()
+
+
+def entropy_bits(p: float) -> float:
+    return -p * np.log2(p) - (1 - p) * np.log2(1 - p)
+
+
+@pytest.mark.parametrize("n", [4096, 32768])
+def test_entropy_coding_efficiency(n):
+    p = 0.05
+    x = spikes((n // 64, 8, 8), p, seed=n)
+    payload = lambda f: (len(codec.encode(x, f)) - codec.HEADER_BYTES) * 8  # noqa: E731
+    bound = entropy_bits(p) * n
+    assert payload("entropy") <= 0.5 * payload("bitmap")
+    assert payload("entropy") <= 1.10 * bound
+    assert payload("bitmap") == n
+
+
+def test_encode_rejects_bad_input():
+    with pytest.raises(CodecError, match="binary map"):
+        codec.encode(torch.full((2, 2, 2), 0.5), "bitmap")
+    with pytest.raises(CodecError, match="unknown format 'zip'"):
+        codec.encode(torch.zeros(2, 2, 2), "zip")
+    with pytest.raises(CodecError, match=r"\[C, H, W\] or \[N, C, H, W\]"):
+        codec.encode(torch.zeros(4, 4), "bitmap")
+    with pytest.raises(CodecError, match="channel_probs has 3 entries"):
+        codec.encode(torch.zeros(2, 2, 2), "entropy", channel_probs=np.ones(3) / 2)
+
+
+def with_crc(pkt: bytes) -> bytes:
+    """Recompute the CRC so a mutation reaches the deeper checks."""
+    head, payload = pkt[: codec.HEADER_BYTES - 4], pkt[codec.HEADER_BYTES :]
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def expect_codec_error(data: bytes) -> None:
+    try:
+        out = codec.decode(data)
+    except CodecError:
+        return
+    # A mutation may still be a valid packet; then it must decode to a binary/byte map.
+    assert out.dtype == torch.float32 and out.numel() <= codec.MAX_ELEMENTS
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=200))
+def test_fuzz_random_bytes(data):
+    expect_codec_error(data)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fmt=st.sampled_from(["bitmap", "sparse", "entropy", "uint8"]),
+    pos=st.integers(0, 10_000),
+    val=st.integers(0, 255),
+    cut=st.integers(0, 10_000),
+    extra=st.binary(max_size=8),
+    fix_crc=st.booleans(),
+    op=st.sampled_from(["flip", "truncate", "append"]),
+)
+def test_fuzz_mutated_packets(fmt, pos, val, cut, extra, fix_crc, op):
+    x = spikes((4, 6, 6), 0.2, seed=pos)
+    pkt = bytearray(codec.encode(x if fmt != "uint8" else torch.rand(4, 6, 6), fmt, timestep=3))
+    if op == "flip":
+        pkt[pos % len(pkt)] = val
+    elif op == "truncate":
+        pkt = pkt[: cut % len(pkt)]
+    else:
+        pkt += extra or b"\0"
+    data = with_crc(bytes(pkt)) if fix_crc and len(pkt) >= codec.HEADER_BYTES else bytes(pkt)
+    expect_codec_error(data)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda p: p[:10], "truncated"),
+        (lambda p: b"X" + p[1:], "bad magic"),
+        (lambda p: p[:1] + b"\x09" + p[2:], "version 9 is not supported"),
+        (lambda p: p + b"\0", "does not match its header"),
+        (lambda p: p[:-1] + bytes([p[-1] ^ 1]), "CRC32 mismatch"),
+        (lambda p: with_crc(p[:8] + struct.pack("<H", 60000) * 3 + p[14:]), "exceeds"),
+    ],
+)
+def test_malformed_packets_say_why(mutate, message):
+    pkt = codec.encode(spikes((4, 6, 6), 0.2), "bitmap")
+    with pytest.raises(CodecError, match=message):
+        codec.decode(mutate(pkt))
+
+
+def test_non_bytes_is_codec_error():
+    with pytest.raises(CodecError, match="a packet is bytes"):
+        codec.decode("not bytes")  # type: ignore[arg-type]
