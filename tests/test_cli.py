@@ -35,3 +35,14 @@ def test_unknown_model_is_one_line_error():
         "resnet-tiny, resnet18, resnet34, resnet50, vgg-tiny, vgg11, vgg16"
     ]
     assert "Traceback" not in proc.stderr
+
+
+def test_datasets_list_and_load(capsys):
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "digits-dvs", "cifar10", "cifar100", "caltech101", "cifar10-dvs", "n-caltech101",
+                 "nmnist", "imagefolder"):
+        assert f"\n{name} " in f"\n{out}"
+    assert main(["datasets", "digits", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {s: v["samples"] for s, v in report["splits"].items()} == {"train": 1295, "val": 143, "test": 359}

@@ -1,0 +1,229 @@
+"""Datasets: offline sets, real on-disk formats through the real loaders, clear missing-data errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from neucodex.data import DatasetMissingError, build_dataset, list_datasets
+from neucodex.data.events import read_bin
+
+SHARED = Path(os.environ.get("NEUCODEX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CIFAR_JPG = SHARED / "cifar10-train-jpg.tar.gz"
+NMNIST = SHARED / "nmnist-small-train.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def split_indices(name, **kw):
+    return {s: build_dataset(name, s, **kw).indices for s in ("train", "val", "test")}
+
+
+def test_digits_offline_deterministic_balanced():
+    a, b = split_indices("digits"), split_indices("digits")
+    assert a == b
+    assert [len(a[s]) for s in ("train", "val", "test")] == [1295, 143, 359]
+    assert not set(a["train"]) & set(a["test"]) and not set(a["val"]) & set(a["test"])
+    test = build_dataset("digits", "test")
+    per_class = Counter(build_dataset("digits", "train").base.targets)
+    assert Counter(test.targets) == {c: round(0.2 * n) for c, n in per_class.items()}  # 20% of every class
+    x, y = build_dataset("digits", "train", size=32, train_augment=False)[0]
+    assert x.shape == (1, 32, 32) and 0 <= x.min() and x.max() <= 1 and x.max() > 0.5
+
+
+def test_digits_dvs_offline():
+    ds = build_dataset("digits-dvs", "test", T=4)
+    assert ds.indices == build_dataset("digits", "test").indices  # the same split as digits
+    x, y = ds[0]
+    assert x.shape == (4, 2, 16, 16) and x.sum() > 0
+    assert torch.equal(ds[0][0], x)  # deterministic emulation
+
+
+@pytest.mark.skipif(not CIFAR_JPG.exists(), reason=f"shared CIFAR-10 images not at {CIFAR_JPG}")
+def test_shared_cifar10_images_from_archive(cache):
+    parts = {s: build_dataset("imagefolder", s, root=CIFAR_JPG, cache_dir=cache) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [40_500, 4_500, 5_000]
+    assert parts["train"].classes[:2] == ["airplane", "automobile"]
+    assert Counter(parts["val"].targets) == {k: 450 for k in range(10)}
+    again = build_dataset("imagefolder", "val", root=CIFAR_JPG, cache_dir=cache)  # from the cache
+    assert again.indices == parts["val"].indices
+    x, _ = again[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.skipif(not NMNIST.exists(), reason=f"shared N-MNIST recordings not at {NMNIST}")
+def test_shared_nmnist_recordings(cache):
+    train = build_dataset("nmnist", "train", root=NMNIST, T=5, cache_dir=cache)
+    test = build_dataset("nmnist", "test", root=NMNIST, T=5, cache_dir=cache)
+    assert len(train) + len(test) + len(build_dataset("nmnist", "val", root=NMNIST, cache_dir=cache)) == 1000
+    assert test.indices == build_dataset("nmnist", "test", root=NMNIST, T=5, cache_dir=cache).indices
+    x, y = test[0]
+    assert x.shape == (5, 2, 34, 34) and x.sum() > 1000  # thousands of events per recording
+    assert torch.equal(test[0][0], x)  # second read: from the frame cache
+
+
+@pytest.mark.skipif(not NMNIST.exists(), reason=f"shared N-MNIST recordings not at {NMNIST}")
+def test_ncaltech101_loader_on_real_recordings(tmp_path, cache):
+    """N-Caltech101 uses N-MNIST's 40-bit format: real recordings in its folder layout."""
+    import tarfile
+
+    root = tmp_path / "nc"
+    with tarfile.open(NMNIST) as tar:
+        members = [m for m in tar.getmembers() if m.name.endswith(".bin")]
+        for digit, cls in enumerate(("accordion", "airplanes", "BACKGROUND_Google")):
+            d = root / "NCALTECH101" / "Caltech101" / cls
+            d.mkdir(parents=True)
+            picked = [m for m in members if Path(m.name).parent.name.strip() == str(digit)][:10]
+            assert len(picked) == 10
+            for k, m in enumerate(picked):
+                (d / f"image_{k:04d}.bin").write_bytes(tar.extractfile(m).read())
+    ds = build_dataset("n-caltech101", "train", root=root, T=3, size=24, cache_dir=cache)
+    assert ds.classes == ["accordion", "airplanes"]  # background left out
+    x, _ = ds[0]
+    assert x.shape == (3, 2, 24, 24) and x.sum() > 0
+
+
+def write_bin(path: Path, events: list[tuple[int, int, int, int]]) -> None:
+    """N-MNIST / N-Caltech101 format: x 8 bits, y 8 bits, polarity 1 bit, timestamp 23 bits."""
+    raw = bytearray()
+    for x, y, p, t in events:
+        raw += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
+    path.write_bytes(bytes(raw))
+
+
+def test_bin_event_format_is_read_exactly(tmp_path):
+    events = [(3, 4, 1, 10), (40, 2, 0, 500), (239, 170, 1, 8_000_000)]
+    write_bin(tmp_path / "a.bin", events)
+    ev = read_bin(tmp_path / "a.bin")
+    assert [(int(e["x"]), int(e["y"]), int(e["p"]), int(e["t"])) for e in ev] == events
+
+
+def test_ncaltech101_from_written_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("ant", "bee"):
+        d = tmp_path / "NCALTECH101" / "Caltech101" / cls
+        d.mkdir(parents=True)
+        for k in range(10):
+            n = 200
+            xs, ys = rng.integers(20, 120, n).tolist(), rng.integers(10, 90, n).tolist()
+            ps, ts = rng.integers(0, 2, n).tolist(), sorted(rng.integers(0, 300_000, n).tolist())
+            write_bin(d / f"image_{k:04d}.bin", list(zip(xs, ys, ps, ts, strict=True)))
+    ds = build_dataset("n-caltech101", "test", root=tmp_path, T=2, size=32, cache_dir=tmp_path / "c")
+    assert len(ds) == 2 and sorted(ds.targets) == [0, 1]  # 10% of each class
+    x, _ = ds[0]
+    assert x.shape == (2, 2, 32, 32)
+
+
+def test_cifar10_dvs_from_aedat4(tmp_path):
+    dv = pytest.importorskip("dv_processing", reason="dv-processing writes the AEDAT4 test files")
+    for cls in ("airplane", "automobile"):
+        d = tmp_path / "CIFAR10DVS" / cls
+        d.mkdir(parents=True)
+        for k in range(10):
+            writer = dv.io.MonoCameraWriter(str(d / f"cifar10_{cls}_{k}.aedat4"),
+                                            dv.io.MonoCameraWriter.EventOnlyConfig("DVS128", (128, 128)))
+            store = dv.EventStore()
+            for i in range(300):
+                store.push_back(1_000 + 100 * i, (i * 7 + k) % 128, (i * 13) % 128, bool(i % 2))
+            writer.writeEvents(store)
+            del writer
+    ds = build_dataset("cifar10-dvs", "train", root=tmp_path, T=4, size=48, cache_dir=tmp_path / "c")
+    assert ds.classes == ["airplane", "automobile"]
+    x, _ = ds[0]
+    assert x.shape == (4, 2, 48, 48)
+    # every event counted (Tonic drops the one at the end time); area resizing at 128→48 keeps ~all
+    assert x.sum() == pytest.approx(299, rel=0.01)
+
+
+def write_cifar(root: Path, n_per_batch: int = 20) -> None:
+    rng = np.random.default_rng(0)
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 b"labels": [i % 10 for i in range(n_per_batch)], b"batch_label": name.encode()}
+        (d / name).write_bytes(pickle.dumps(batch, protocol=2))
+    (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}" for i in range(10)]}, protocol=2))
+
+
+def test_cifar10_pickled_batches(tmp_path):
+    write_cifar(tmp_path)
+    train = build_dataset("cifar10", "train", root=tmp_path, train_augment=False)
+    val = build_dataset("cifar10", "val", root=tmp_path)
+    test = build_dataset("cifar10", "test", root=tmp_path)
+    assert (len(train), len(val), len(test)) == (90, 10, 20)
+    assert train.classes[0] == "c0"
+    raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes())
+    x, y = test[3]
+    expected = torch.from_numpy(raw[b"data"][3].reshape(3, 32, 32).astype(np.float32) / 255)
+    assert torch.equal(x, expected) and y == 3
+
+
+def test_cifar100_pickled_batches(tmp_path):
+    d = tmp_path / "cifar-100-python"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    for name, n in (("train", 200), ("test", 100)):
+        (d / name).write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                             b"fine_labels": [i % 100 for i in range(n)]}))
+    (d / "meta").write_bytes(pickle.dumps({b"fine_label_names": [f"f{i}" for i in range(100)]}))
+    assert len(build_dataset("cifar100", "test", root=tmp_path)) == 100
+    assert len(build_dataset("cifar100", "train", root=tmp_path, size=16)[0][0][0]) == 16
+
+
+def test_cifar_batch_with_code_is_refused(tmp_path):
+    write_cifar(tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}))
+    with pytest.raises(DatasetMissingError, match="refusing to load"):
+        build_dataset("cifar10", "test", root=tmp_path)
+
+
+def test_caltech101_class_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    top = tmp_path / "caltech101" / "101_ObjectCategories"
+    for cls in ("BACKGROUND_Google", "accordion", "anchor"):
+        (top / cls).mkdir(parents=True)
+        for k in range(10):
+            img = Image.fromarray(rng.integers(0, 256, (30 + k, 40, 3), dtype=np.uint8))
+            img.save(top / cls / f"image_{k + 1:04d}.jpg")
+    Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(top / "anchor" / "image_0099.jpg")  # grey
+    splits = {s: build_dataset("caltech101", s, root=tmp_path, size=24) for s in ("train", "val", "test")}
+    assert splits["train"].classes == ["accordion", "anchor"]
+    assert sorted(len(splits[s]) for s in splits) == [2, 4, 15]  # 80/20 test, then 10% val
+    x, _ = splits["test"][0]
+    assert x.shape == (3, 24, 24)
+
+
+@pytest.mark.parametrize("spec", [s for s in list_datasets() if s.name not in ("digits", "digits-dvs")],
+                         ids=lambda s: s.name)
+def test_missing_root_is_clear(spec, tmp_path):
+    with pytest.raises(DatasetMissingError) as e:
+        build_dataset(spec.name, "train", root=tmp_path / "absent")
+    msg = str(e.value)
+    assert msg.startswith(f"dataset {spec.name!r}: ") and str(tmp_path / "absent") in msg
+    assert spec.layout in msg and "\n" not in msg
+
+
+def test_missing_data_on_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "datasets", "cifar10", "--root", "/nonexistent"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("neucodex: error: dataset 'cifar10': file not found at /nonexistent")
