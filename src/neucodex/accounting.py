@@ -11,7 +11,8 @@ Ratios, each named by what it is measured against (DESIGN.md):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -98,3 +99,19 @@ def measure_bits(
         input_bits=sample_values * 8,
         formats=formats,
     )
+
+
+def measure_bits_batches(model: CoInferenceModel, batches: Iterable[torch.Tensor], format: str = "auto",
+                         **kw) -> BitReport:
+    """:func:`measure_bits` over many batches, combined per sample."""
+    reports = [measure_bits(model, x, format, **kw) for x in batches]
+    if not reports:
+        raise ValueError("no batches to measure")
+    n = sum(r.samples for r in reports)
+    formats: dict[str, int] = {}
+    for r in reports:
+        for k, v in r.formats.items():
+            formats[k] = formats.get(k, 0) + v
+    mean = lambda attr: sum(getattr(r, attr) * r.samples for r in reports) / n  # noqa: E731
+    return replace(reports[0], samples=n, timesteps=mean("timesteps"), payload_bits=mean("payload_bits"),
+                   wire_bytes=mean("wire_bytes"), formats=formats)

@@ -85,6 +85,104 @@ def _datasets(args: argparse.Namespace) -> None:
         print(f"{spec.name} {split:<5} {info['samples']:>6} samples of {'x'.join(map(str, info['shape']))}{extra}")
 
 
+def _experiment(args: argparse.Namespace):
+    from .config import load_config
+
+    sets = list(args.set or [])
+    for flag, key in (("model", "model.name"), ("dataset", "data.name"), ("root", "data.root"),
+                      ("size", "data.size"), ("T", "model.T"), ("epochs", "optim.epochs"), ("lr", "optim.lr"),
+                      ("batch_size", "optim.batch_size"), ("limit", "data.limit"), ("seed", "seed"),
+                      ("device", "device"), ("out", "out"), ("name", "name")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            sets.append(f"{key}={value}")
+    return load_config(args.config, sets)
+
+
+def _report(args: argparse.Namespace, kind: str, metrics: dict) -> None:
+    from .train import summary_line
+
+    if not metrics:  # a non-zero rank under torchrun: rank 0 reports
+        return
+    print(json.dumps(metrics, indent=1, default=float) if args.json else summary_line(kind, metrics))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .train import pretrain
+
+    cfg = _experiment(args)
+    _report(args, "backbone", pretrain(cfg, resume=args.resume, progress=not args.quiet))
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from .train import finetune
+
+    cfg = _experiment(args)
+    point = args.point or cfg.coinference.point
+    spec = args.bottleneck or cfg.coinference.bottleneck
+    if not point or not spec:
+        raise ValueError("finetune needs --point and --bottleneck (or coinference.point/bottleneck in the config)")
+    backbone = args.checkpoint or cfg.run_dir / "backbone"
+    metrics = finetune(cfg, backbone, point, spec, T=args.T, resume=args.resume, progress=not args.quiet)
+    _report(args, "co-inference", metrics)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep, summarize, sweep_dir
+
+    cfg = _experiment(args)
+    if args.bottlenecks:
+        cfg.sweep.bottlenecks = args.bottlenecks.split(",")
+    tolerance = cfg.sweep.tolerance if args.tolerance is None else args.tolerance
+    if not args.merge:
+        run_sweep(cfg, args.checkpoint or cfg.run_dir / "backbone", args.point, progress=not args.quiet)
+    result = summarize(sweep_dir(cfg), tolerance, args.goal or cfg.sweep.goal)
+    if args.json:
+        print(json.dumps(result, indent=1, default=float))
+    else:
+        print((sweep_dir(cfg) / "results.md").read_text(), end="")
+        print(f"tables: {sweep_dir(cfg)}/results.{{md,csv,json}}")
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    from .calibration import calibrate_checkpoint
+    from .exit import MEASURES
+
+    measures = args.measure.split(",") if args.measure else list(MEASURES)
+    r = calibrate_checkpoint(args.checkpoint, args.target_drop, measures, args.min_steps, args.device)
+    if args.json:
+        print(json.dumps(r, indent=1, default=float))
+        return
+    print(f"early exit at T={r['T']}: thresholds chosen on val for an accuracy drop ≤ {r['target_drop']} pp "
+          f"against all T; test figures with the same thresholds")
+    print(f"{'measure':<12} {'threshold':>9} {'val steps':>9} {'val acc':>8} {'test steps':>10} {'test acc':>8} "
+          f"{'all-T acc':>9} {'drop':>6}  exit-step histogram (test)")
+    for row in r["rows"]:
+        print(f"{row['measure']:<12} {row['threshold']:>9.4f} {row['val_mean_steps']:>9.2f} "
+              f"{row['val_accuracy']:>8.2f} {row['test_mean_steps']:>10.2f} {row['test_accuracy']:>8.2f} "
+              f"{row['test_accuracy_all_T']:>9.2f} {row['test_drop']:>6.2f}  {row['test_histogram']}")
+    print(f"stored in {args.checkpoint}/model.json: {r['chosen']['policy']}; plot: {r['plot']}")
+
+
+def _experiment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a preset (tiny, cifar10-cpu, paper) or a YAML file (default: tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. optim.lr=0.01")
+    p.add_argument("--model")
+    p.add_argument("--dataset")
+    p.add_argument("--root")
+    p.add_argument("--size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit", type=int, help="at most this many samples per split (quick runs)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--out", help="runs directory (default: runs)")
+    p.add_argument("--name", help="run name (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neucodex", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -108,6 +206,40 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--full-pass", action="store_true", help="time one pass over each split")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_datasets)
+
+    t = sub.add_parser("train", help="pretrain a backbone (SNN, or its DNN twin with --set model.spiking=false)")
+    _experiment_args(t)
+    t.add_argument("-T", "--T", type=int, help="timesteps")
+    t.add_argument("--resume", action="store_true", help="continue from the run's last epoch")
+    t.set_defaults(func=_train)
+
+    f = sub.add_parser("finetune", help="insert a bottleneck at a split point and fine-tune the whole model")
+    _experiment_args(f)
+    f.add_argument("--checkpoint", help="backbone checkpoint directory (default: <out>/<name>/backbone)")
+    f.add_argument("--point", help="split point, e.g. conv2 or rb4")
+    f.add_argument("--bottleneck", help="c<channels>[s<stride>][k<kernel>], e.g. c8s4")
+    f.add_argument("-T", "--T", type=int, help="timesteps (default: the backbone's)")
+    f.add_argument("--resume", action="store_true")
+    f.set_defaults(func=_finetune)
+
+    s = sub.add_parser("sweep", help="fine-tune a grid of bottlenecks per split point; select and tabulate")
+    _experiment_args(s)
+    s.add_argument("--checkpoint", help="backbone checkpoint directory (default: <out>/<name>/backbone)")
+    s.add_argument("--point", action="append", help="only this split point (repeatable; one per process)")
+    s.add_argument("--bottlenecks", help="comma-separated grid, e.g. c16s2,c8s4")
+    s.add_argument("--tolerance", type=float, help="accuracy drop allowed, percentage points (default 3)")
+    s.add_argument("--goal", help="how the best partition is chosen (bits)")
+    s.add_argument("--merge", action="store_true", help="only rebuild the tables from per-point results")
+    s.set_defaults(func=_sweep)
+
+    c = sub.add_parser("calibrate", help="choose the early-exit threshold on the validation split")
+    c.add_argument("--checkpoint", required=True, help="checkpoint directory (backbone or co-inference)")
+    c.add_argument("--target-drop", type=float, default=0.5, help="accuracy drop allowed vs all T, pp (0.5)")
+    c.add_argument("--measure", help="comma-separated: max_softmax,entropy,margin (default: all)")
+    c.add_argument("--min-steps", type=int, default=1)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=_calibrate)
     return p
 
 

@@ -41,6 +41,7 @@ def vgg16(**kw) -> Backbone:
 
 
 @register_model
-def vgg_tiny(**kw) -> Backbone:
-    """Three conv units 16/32/64 with two pools: the tiny preset's default backbone."""
-    return build_vgg("vgg-tiny", [16, "M", 32, "M", 64], **kw)
+def vgg_tiny(widths: tuple[int, int, int] = (16, 32, 64), **kw) -> Backbone:
+    """Three conv units (default 16/32/64) with two pools: the tiny preset's backbone."""
+    a, b, c = widths
+    return build_vgg("vgg-tiny", [a, "M", b, "M", c], **kw)

@@ -1,0 +1,109 @@
+"""Early exit: the boundary thresholds, online == offline decisions, calibration, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import neucodex as nc
+from neucodex.cli import main
+from neucodex.config import load_config
+from neucodex.errors import NeucodexError
+from neucodex.exit import MEASURES, ExitPolicy, calibrate, confidence, evaluate_policy
+from neucodex.train import pretrain
+
+from conftest import calibrate_bn
+
+
+def fake_logits(T=4, N=200, K=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, K, (N,), generator=g)
+    signal = torch.nn.functional.one_hot(labels, K).float() * torch.rand(N, 1, generator=g) * 3
+    logits = torch.randn(T, N, K, generator=g) + signal
+    return logits, labels
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_confidence_in_unit_interval(measure):
+    c = confidence(torch.randn(50, 10) * 5, measure)
+    assert c.min() >= 0 and c.max() <= 1 + 1e-6
+    assert confidence(torch.tensor([[100.0, 0, 0]]), measure).item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_threshold_above_one_runs_all_steps(measure):
+    logits, labels = fake_logits()
+    r = evaluate_policy(logits, labels, ExitPolicy(measure, 1.01))
+    assert set(r["steps"]) == {4} and r["mean_steps"] == 4
+    assert r["accuracy"] == r["accuracy_all_T"]
+    assert r["predictions"] == logits.mean(0).argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("min_steps", [1, 2, 3])
+def test_threshold_zero_exits_at_min_steps(min_steps):
+    logits, labels = fake_logits()
+    r = evaluate_policy(logits, labels, ExitPolicy("margin", 0.0, min_steps=min_steps))
+    assert set(r["steps"]) == {min_steps}
+    assert r["predictions"] == logits[:min_steps].sum(0).argmax(-1).tolist()
+    assert r["histogram"][min_steps - 1] == 200
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_batched_decisions_equal_a_single_step_loop(measure):
+    T = 4
+    model = calibrate_bn(nc.create_model("vgg-tiny", T=T), size=32)
+    with torch.no_grad():
+        model.stages.head[-1].weight.mul_(200.0)  # an untrained head is too timid to tell samples apart
+    x = torch.rand(16, 3, 32, 32)
+    with torch.no_grad():
+        logits = model.set_step_mode("m")(x)
+        model.reset_state()
+    conf = confidence(logits[: T - 1].mean(0), measure)  # step 1 reaches the head silent: decide later
+    mid = conf.sort().values[7:9].mean()  # between two samples: batch-size float noise cannot flip a decision
+    policy = ExitPolicy(measure, float(mid))
+    steps, preds = policy.decide(logits)
+    model.set_step_mode("s")
+    for i in range(16):  # one sample at a time, streaming, as the runtime does
+        total, t = None, 0
+        with torch.no_grad():
+            while True:
+                t += 1
+                out = model(x[i : i + 1])
+                total = out if total is None else total + out
+                if policy.should_exit(total, t, T).item():
+                    break
+        model.reset_state()
+        assert (t, total.argmax(-1).item()) == (steps[i].item(), preds[i].item())
+    assert len(set(steps.tolist())) > 1
+
+
+def test_calibration_meets_the_target_on_its_split():
+    logits, labels = fake_logits(N=500)
+    for m in MEASURES:
+        policy, curve = calibrate(logits, labels, m, target_drop=0.5)
+        r = evaluate_policy(logits, labels, policy)
+        assert r["accuracy_all_T"] - r["accuracy"] <= 0.5 + 1e-9
+        assert r["mean_steps"] == min(c["mean_steps"] for c in curve
+                                      if r["accuracy_all_T"] - c["accuracy"] <= 0.5 + 1e-9)
+
+
+def test_bad_policy():
+    with pytest.raises(NeucodexError, match="unknown confidence measure 'x'"):
+        ExitPolicy("x")
+    with pytest.raises(NeucodexError, match="min_steps"):
+        ExitPolicy(min_steps=0)
+
+
+def test_calibrate_command(tmp_path, capsys):
+    cfg = load_config("tiny", [f"out={tmp_path}", "data.size=16", "data.limit=120", "model.T=3",
+                               "model.kwargs={widths: [8, 16, 16]}", "optim.epochs=2"])
+    m = pretrain(cfg, progress=False)
+    assert main(["calibrate", "--checkpoint", m["checkpoint"], "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert {row["measure"] for row in r["rows"]} == set(MEASURES)
+    meta = json.loads((tmp_path / "tiny" / "backbone" / "model.json").read_text())
+    assert meta["exit_policy"] == r["chosen"]["policy"]
+    assert (tmp_path / "tiny" / "backbone" / "exit_tradeoff.png").stat().st_size > 1000
+    assert meta["sha256"] == m["model_id"]  # the weights, and so the model id, are unchanged

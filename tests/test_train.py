@@ -1,0 +1,146 @@
+"""Training: loss goes down, checkpoints round-trip bit for bit, resume, clear errors, sweep tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import neucodex as nc
+from neucodex.bottleneck import CoInferenceModel
+from neucodex.checkpoint import CheckpointError, load_checkpoint
+from neucodex.config import ConfigError, load_config, presets
+from neucodex.data import build_dataset
+from neucodex.sweep import run_sweep, summarize, sweep_dir
+from neucodex.train import classification_loss, finetune, load_split, loader, predict, pretrain
+
+TINY = ["data.size=16", "data.limit=96", "model.T=2", "model.kwargs={widths: [4, 8, 8]}", "optim.epochs=1",
+        "optim.batch_size=32", "finetune.epochs=1", "finetune.batch_size=32"]
+
+
+def cfg_for(tmp_path, *extra):
+    return load_config("tiny", [f"out={tmp_path}", *TINY, *extra])
+
+
+def test_a_few_steps_reduce_the_loss():
+    model = nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)).train().set_step_mode("m")
+    digits = build_dataset("digits", "train", train_augment=False)
+    x = torch.stack([digits[i][0] for i in range(64)])
+    y = torch.tensor([digits[i][1] for i in range(64)])
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(20):
+        loss = classification_loss(model(x), y, per_timestep=True)
+        model.reset_state()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0] and min(losses[-5:]) < min(losses[:5])
+
+
+def test_per_timestep_loss_is_mean_of_cumulative_ce():
+    logits, y = torch.randn(3, 5, 4), torch.tensor([0, 1, 2, 3, 0])
+    expected = sum(F.cross_entropy(logits[: t + 1].mean(0), y) for t in range(3)) / 3
+    assert torch.allclose(classification_loss(logits, y, per_timestep=True), expected)
+    assert torch.allclose(classification_loss(logits, y, per_timestep=False), F.cross_entropy(logits.mean(0), y))
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path):
+    cfg = cfg_for(tmp_path)
+    m = pretrain(cfg, progress=False)
+    ck = load_checkpoint(m["checkpoint"])
+    assert ck.model_id == m["model_id"] and len(ck.model_id) == 64
+    assert ck.meta["dataset"]["name"] == "digits" and ck.meta["config"]["model"]["T"] == 2
+    test = loader(load_split(cfg, "test"), 32, False, 0, 0)
+    again, labels = predict(ck.model, test, torch.device("cpu"))
+    assert 100 * (again.mean(0).argmax(-1) == labels).float().mean().item() == pytest.approx(m["test_accuracy"])
+    ck2 = load_checkpoint(m["checkpoint"])
+    assert torch.equal(predict(ck2.model, test, torch.device("cpu"))[0], again)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    straight = pretrain(cfg_for(tmp_path, "name=a", "optim.epochs=2"), progress=False)
+    pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=1"), progress=False)  # "stopped" after one epoch
+    resumed = pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=2"), resume=True, progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    a, b = load_checkpoint(straight["checkpoint"]).model, load_checkpoint(resumed["checkpoint"]).model
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert resumed["model_id"] == straight["model_id"]
+
+
+def test_bad_checkpoints_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*expected model.json and model.safetensors"):
+        load_checkpoint(tmp_path / "nothing")
+    m = pretrain(cfg_for(tmp_path), progress=False)
+    d = m["checkpoint"]
+    meta_path = tmp_path / "tiny" / "backbone" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model"]["kwargs"]["widths"] = [4, 8, 16]  # a different model than the weights
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="do not fit the model: .* is \\(8, 8, 3, 3\\)"):
+        load_checkpoint(d)
+    (tmp_path / "tiny" / "backbone" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="does not match the sha256"):
+        load_checkpoint(d)
+    meta_path.write_text("{broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(d)
+
+
+def test_cli_bad_checkpoint_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "finetune", "--checkpoint", str(tmp_path / "x"),
+                           "--point", "conv2", "--bottleneck", "c8s4", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"neucodex: error: no checkpoint at {tmp_path / 'x'}: expected model.json and model.safetensors there"]
+
+
+def test_finetune_and_sweep(tmp_path):
+    cfg = cfg_for(tmp_path, "sweep.bottlenecks=[c4s2, c2s4]")
+    pretrain(cfg, progress=False)
+    m = finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)
+    assert m["bits"]["payload_bits"] <= 4 * 2 * 2 * 2  # at most 4x2x2 bits per step (auto picks ≤ bitmap)
+    assert m["drop"] == pytest.approx(m["backbone_test_accuracy"] - m["test_accuracy"])
+    ck = load_checkpoint(m["checkpoint"])
+    assert isinstance(ck.model, CoInferenceModel) and ck.model.point == "conv2"
+
+    rows = run_sweep(cfg, cfg.run_dir / "backbone", points=["conv2"], progress=False)
+    assert [r["bottleneck"] for r in rows] == ["c4s2k3", "c2s4k3"]
+    result = summarize(sweep_dir(cfg), tolerance=100.0)
+    assert result["best"]["payload_bits"] == min(r["payload_bits"] for r in rows)  # all within tolerance
+    strict = summarize(sweep_dir(cfg), tolerance=-1000.0)
+    assert strict["best"] is None and not any(r["selected"] for r in strict["rows"])
+    for ext in ("csv", "json", "md"):
+        assert (sweep_dir(cfg) / f"results.{ext}").stat().st_size > 0
+
+
+def test_config_overrides_and_errors(tmp_path):
+    assert {"tiny", "cifar10-cpu", "paper"} <= set(presets())
+    cfg = load_config("tiny", ["optim.lr=0.5", "sweep.bottlenecks=[c1s1]"])
+    assert cfg.optim.lr == 0.5 and cfg.sweep.bottlenecks == ["c1s1"]
+    with pytest.raises(ConfigError, match="unknown field optim.lrr"):
+        load_config("tiny", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
+        load_config("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+
+
+def test_same_command_under_torchrun(tmp_path):
+    """Data-parallel (DDP, gloo on CPU): two processes run the ordinary train command."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "neucodex.cli", "train", "--out", str(tmp_path), "--quiet", "--json",
+         *[a for s in TINY for a in ("--set", s)]],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert metrics["epochs"] == 1 and load_checkpoint(metrics["checkpoint"]).model_id == metrics["model_id"]
