@@ -144,3 +144,16 @@ def test_same_command_under_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert metrics["epochs"] == 1 and load_checkpoint(metrics["checkpoint"]).model_id == metrics["model_id"]
+
+
+def test_code_rate_penalty_enters_the_loss(tmp_path):
+    """One training step from the same start: the penalised loss is CE + λ x code firing rate."""
+    cfg = cfg_for(tmp_path, "data.limit=32", "finetune.epochs=1", "finetune.batch_size=32")
+    pretrain(cfg, progress=False)
+    losses = []
+    for penalty in (0.0, 5.0):
+        c = cfg_for(tmp_path, "data.limit=32", "finetune.epochs=1", "finetune.batch_size=32",
+                    f"finetune.code_rate_penalty={penalty}")
+        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"p{penalty}", progress=False)
+        losses.append(m["history"][0]["train_loss"])
+    assert 0 < losses[1] - losses[0] <= 5.0  # λ x a firing rate in (0, 1]

@@ -48,6 +48,7 @@ class OptimConfig:
     per_timestep_loss: bool = False  # TET-style: CE of every timestep's cumulative output
     grad_clip: float | None = None
     label_smoothing: float = 0.0
+    code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
 
 
 @dataclass

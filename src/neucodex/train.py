@@ -199,6 +199,7 @@ def fit(
     meta: dict | None = None,
 ) -> dict:
     """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch."""
+    out = Path(out)
     rank, world = distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
@@ -211,6 +212,11 @@ def fit(
         load_weights(model, load_file(str(out / "model.safetensors")), str(out))
         start, history = _load_train_state(out, opt, sched)
     amp = cfg.amp and device.type == "cuda"
+    codes: list[torch.Tensor] = []  # the bottleneck code of the current training step (rate penalty)
+    hook = None
+    if oc.code_rate_penalty and isinstance(model, CoInferenceModel) and model.spiking:
+        hook = model.stages.encoder.register_forward_hook(
+            lambda m, _i, out: codes.append(out) if m.training else None)
     val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
     t_start = time.perf_counter()
     for epoch in range(start, oc.epochs):
@@ -228,6 +234,9 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = net(x)
                 loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
+                if codes:
+                    loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
+                    codes.clear()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if oc.grad_clip:
@@ -253,6 +262,8 @@ def fit(
                 tqdm.write(f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
                            f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
                            f"{row['images_per_s']:.0f} img/s")
+    if hook is not None:
+        hook.remove()
     if world > 1:
         dist.barrier()
     return {"history": history, "wall_s": time.perf_counter() - t_start}
@@ -283,7 +294,7 @@ def pretrain(cfg: ExperimentConfig, *, resume: bool = False, progress: bool = Tr
     train_ds, val_ds, test_ds = (load_split(cfg, s) for s in ("train", "val", "test"))
     kwargs = _builder_kwargs(cfg, _num_classes(train_ds))
     model = create_model(cfg.model.name, **kwargs)
-    out = out or cfg.run_dir / "backbone"
+    out = Path(out) if out else cfg.run_dir / "backbone"
     result = fit(model, model_spec(model, kwargs), cfg, cfg.optim, train_ds, val_ds, out, resume=resume,
                  progress=progress)
     return _finish(model, cfg, out, test_ds, result, extra={})
@@ -346,7 +357,7 @@ def finetune(
     base_test = evaluate(backbone.to(device), test, device)["accuracy"]
     base_val = evaluate(backbone, val, device)["accuracy"]
     model = CoInferenceModel(backbone, point, bottleneck)
-    out = out or cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
+    out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
     coinf_spec = {**spec, "coinference": {"point": point, "bottleneck": model.config.name}}
     result = fit(model, coinf_spec, cfg, cfg.finetune, train_ds, val_ds, out, resume=resume, progress=progress,
                  meta={"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}})
