@@ -89,3 +89,14 @@ class Backbone(Stages):
     def extra_repr(self) -> str:
         kind = "SNN" if self.spiking else "DNN"
         return f"arch={self.arch}, {kind}, T={self.T}, split_points={len(self.split_points)}"
+
+
+def assemble(arch: str, cfg: NeuronConfig, body: OrderedDict[str, nn.Module], split_points: list[str],
+             features: int, *, T: int, in_channels: int, input_size: int, num_classes: int) -> Backbone:
+    """``input → body → head``: what every builder ends with."""
+    from .layers import InputEncoder, make_head
+
+    stages = OrderedDict([("input", InputEncoder(T, cfg.spiking)), *body.items(),
+                          ("head", make_head(features, num_classes))])
+    return Backbone(stages, split_points, arch=arch, neuron_cfg=cfg, T=T, in_channels=in_channels,
+                    input_size=input_size, num_classes=num_classes)

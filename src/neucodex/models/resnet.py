@@ -13,14 +13,12 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .backbone import Backbone
+from .backbone import Backbone, assemble
 from .layers import (
     RESIDUAL_ALPHA,
-    InputEncoder,
     NeuronConfig,
     conv_norm,
     conv_unit,
-    make_head,
     make_neuron,
 )
 
@@ -91,7 +89,6 @@ def build_resnet(
     """
     cfg = neuron_cfg or NeuronConfig(spiking=spiking, **neuron_kw)
     stages: OrderedDict[str, nn.Module] = OrderedDict()
-    stages["input"] = InputEncoder(T, cfg.spiking)
     stages["stem"] = conv_unit(in_channels, widths[0], cfg)
     in_ch, n = widths[0], 0
     for i, (planes, count) in enumerate(zip(widths, layers, strict=True)):
@@ -100,14 +97,5 @@ def build_resnet(
             stride = 2 if (i > 0 and j == 0) else 1
             stages[f"rb{n}"] = block(in_ch, planes, stride, cfg)
             in_ch = planes * block.expansion
-    stages["head"] = make_head(in_ch, num_classes)
-    return Backbone(
-        stages,
-        [f"rb{k}" for k in range(1, n + 1)],
-        arch=arch,
-        neuron_cfg=cfg,
-        T=T,
-        in_channels=in_channels,
-        input_size=input_size,
-        num_classes=num_classes,
-    )
+    return assemble(arch, cfg, stages, [f"rb{k}" for k in range(1, n + 1)], in_ch, T=T,
+                    in_channels=in_channels, input_size=input_size, num_classes=num_classes)

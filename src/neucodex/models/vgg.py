@@ -12,8 +12,8 @@ from collections import OrderedDict
 from spikingjelly.activation_based import layer
 from torch import nn
 
-from .backbone import Backbone
-from .layers import InputEncoder, NeuronConfig, conv_unit, make_head
+from .backbone import Backbone, assemble
+from .layers import NeuronConfig, conv_unit
 
 VGG_CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -37,7 +37,6 @@ def build_vgg(
     """Split points ``conv1 … convN``, one after each conv unit (and its pool, if any)."""
     cfg = neuron_cfg or NeuronConfig(spiking=spiking, **neuron_kw)
     stages: OrderedDict[str, nn.Module] = OrderedDict()
-    stages["input"] = InputEncoder(T, cfg.spiking)
     in_ch, n = in_channels, 0
     for item in cfg_list:
         if item == "M":
@@ -48,14 +47,5 @@ def build_vgg(
         n += 1
         stages[f"conv{n}"] = conv_unit(in_ch, int(item), cfg)
         in_ch = int(item)
-    stages["head"] = make_head(in_ch, num_classes)
-    return Backbone(
-        stages,
-        [f"conv{k}" for k in range(1, n + 1)],
-        arch=arch,
-        neuron_cfg=cfg,
-        T=T,
-        in_channels=in_channels,
-        input_size=input_size,
-        num_classes=num_classes,
-    )
+    return assemble(arch, cfg, stages, [f"conv{k}" for k in range(1, n + 1)], in_ch, T=T,
+                    in_channels=in_channels, input_size=input_size, num_classes=num_classes)
