@@ -152,3 +152,13 @@ def test_malformed_packets_say_why(mutate, message):
 def test_non_bytes_is_codec_error():
     with pytest.raises(CodecError, match="a packet is bytes"):
         codec.decode("not bytes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n, ones", [(32, 0), (32, 1), (32, 3), (4096, 7), (5, 5), (1, 1), (70_000, 3)])
+def test_sparse_packs_indices_at_log2_n_bits(n, ones):
+    x = torch.zeros(n)
+    x[torch.randperm(n, generator=torch.Generator().manual_seed(n))[:ones]] = 1
+    pkt = codec.encode(x.view(1, 1, n) if n < 65536 else x.view(1, 10, n // 10), "sparse")
+    width = max(1, (n - 1).bit_length())
+    assert len(pkt) - codec.HEADER_BYTES == -(-ones * width // 8)
+    assert torch.equal(codec.decode(pkt).view(n), x)

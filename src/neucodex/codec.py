@@ -8,7 +8,8 @@ A packet is a 22-byte header followed by the payload::
 Payload formats:
 
 - ``bitmap``  — 1 bit per neuron (``numpy.packbits``), ``ceil(n/8)`` bytes.
-- ``sparse``  — the flat indices of the ones, u8/u16/u32 by ``n``; wins at very low firing rates.
+- ``sparse``  — the flat indices of the ones, bit-packed at ``ceil(log2 n)`` bits each (the number
+  of padding bits is in flags bits 1–3); wins at low firing rates and on small maps.
 - ``entropy`` — arithmetic (ANS) coding with Bernoulli probabilities via ``constriction``: either
   one probability per packet sent in-band (u16; adapts to each packet), or per-channel
   probabilities learned from data and shared by both ends (``channel_probs``; flag bit 0).
@@ -42,7 +43,9 @@ MAX_ELEMENTS = 1 << 24
 FORMATS = {"bitmap": 0, "sparse": 1, "entropy": 2, "uint8": 3}
 _FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
 SPIKE_FORMATS = ("bitmap", "sparse", "entropy")
-_FLAG_CHANNEL_MODEL = 1
+_FLAG_CHANNEL_MODEL = 1  # entropy: per-channel learned probabilities
+_SPARSE_PAD_SHIFT = 1  # sparse: padding bits of the packed indices in flags bits 1-3
+_ALLOWED_FLAGS = {"entropy": _FLAG_CHANNEL_MODEL, "sparse": 7 << _SPARSE_PAD_SHIFT}
 _P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
 _PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
 
@@ -82,8 +85,35 @@ def _binary(a: np.ndarray) -> np.ndarray:
     return a.astype(np.uint8)
 
 
-def _index_dtype(n: int) -> np.dtype:
-    return np.dtype("<u1") if n <= 1 << 8 else np.dtype("<u2") if n <= 1 << 16 else np.dtype("<u4")
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _sparse_encode(bits: np.ndarray) -> tuple[bytes, int]:
+    """Indices of the ones, MSB-first at ``_index_bits(n)`` bits each; flags carry the padding."""
+    width = _index_bits(bits.size)
+    idx = np.flatnonzero(bits)
+    packed_bits = ((idx[:, None] >> np.arange(width - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+    pad = (-packed_bits.size) % 8
+    return np.packbits(packed_bits).tobytes(), pad << _SPARSE_PAD_SHIFT
+
+
+def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
+    width = _index_bits(n)
+    pad = (flags >> _SPARSE_PAD_SHIFT) & 7
+    total = len(payload) * 8 - pad
+    if total < 0 or total % width or total // width > n or (not payload and pad):
+        raise CodecError(f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} "
+                         f"{width}-bit indices")
+    raw = np.unpackbits(np.frombuffer(payload, np.uint8))
+    if raw[total:].any():
+        raise CodecError("sparse padding bits are not zero")
+    idx = raw[:total].reshape(-1, width).astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+    if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+        raise CodecError("sparse indices must be strictly increasing and inside the map")
+    values = np.zeros(n, np.float32)
+    values[idx] = 1.0
+    return values
 
 
 def _channel_p(channel_probs: np.ndarray, channels: int) -> np.ndarray:
@@ -165,7 +195,7 @@ def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) 
     if fmt == "bitmap":
         return np.packbits(bits).tobytes(), 0
     if fmt == "sparse":
-        return np.flatnonzero(bits).astype(_index_dtype(bits.size)).tobytes(), 0
+        return _sparse_encode(bits)
     if fmt == "entropy":
         flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0
         return _entropy_encode(bits, shape4, channel_probs), flags
@@ -215,7 +245,7 @@ def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
         raise CodecError(f"packet format version {version} is not supported (this codec reads {VERSION})")
     if fmt not in _FORMAT_NAMES:
         raise CodecError(f"unknown payload format code {fmt}")
-    if flags & ~_FLAG_CHANNEL_MODEL or (flags and _FORMAT_NAMES[fmt] != "entropy"):
+    if flags & ~_ALLOWED_FLAGS.get(_FORMAT_NAMES[fmt], 0):
         raise CodecError(f"invalid flags {flags:#x} for format {_FORMAT_NAMES[fmt]}")
     elements = n * c * h * w
     if elements == 0 or elements > max_elements:
@@ -244,14 +274,7 @@ def decode_packet(
             raise CodecError("bitmap padding bits are not zero")
         values = bits[:n].astype(np.float32)
     elif fmt == "sparse":
-        dt = _index_dtype(n)
-        if len(payload) % dt.itemsize or len(payload) // dt.itemsize > n:
-            raise CodecError(f"sparse payload of {len(payload)} bytes is not ≤ {n} {dt.itemsize}-byte indices")
-        idx = np.frombuffer(payload, dt).astype(np.int64)
-        if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
-            raise CodecError("sparse indices must be strictly increasing and inside the map")
-        values = np.zeros(n, np.float32)
-        values[idx] = 1.0
+        values = _sparse_decode(payload, n, hd["flags"])
     elif fmt == "entropy":
         learned = bool(hd["flags"] & _FLAG_CHANNEL_MODEL)
         if learned and channel_probs is None:
