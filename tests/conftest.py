@@ -29,3 +29,19 @@ def calibrate_bn(model: nc.Backbone, size: int = 32, batch: int = 8) -> nc.Backb
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+TINY_RUN = ["data.size=16", "data.limit=600", "model.T=3", "model.kwargs={widths: [16, 32, 32]}", "optim.epochs=6",
+            "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
+
+
+@pytest.fixture(scope="session")
+def coinference_checkpoint(tmp_path_factory):
+    """A small trained co-inference checkpoint on digits (T=3, conv2, c4s2), shared by the session."""
+    from neucodex.config import load_config
+    from neucodex.train import finetune, pretrain
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", [f"out={tmp_path_factory.mktemp('runs')}", *TINY_RUN])
+    pretrain(cfg, progress=False)
+    return finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)["checkpoint"]

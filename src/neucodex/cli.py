@@ -164,6 +164,77 @@ def _calibrate(args: argparse.Namespace) -> None:
     print(f"stored in {args.checkpoint}/model.json: {r['chosen']['policy']}; plot: {r['plot']}")
 
 
+def _policy(args: argparse.Namespace):
+    from .exit import ExitPolicy
+
+    if args.threshold is None:
+        return None
+    return ExitPolicy(args.measure, args.threshold, args.min_steps)
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise NeucodexError(f"cannot read the {what} {path}: {e.strerror}") from None
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import signal
+    import threading
+
+    from .runtime import Server
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise NeucodexError("TLS needs both --tls-cert and --tls-key")
+    tls = (_read(args.tls_key, "TLS key"), _read(args.tls_cert, "TLS certificate")) if args.tls_cert else None
+    server = Server(args.checkpoint, args.host, args.port, device=args.device, token=args.token, tls=tls,
+                    max_batch=1 if args.no_batching else args.max_batch, max_wait_ms=args.max_wait_ms,
+                    max_sessions=args.max_sessions, policy=_policy(args)).start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"serving model {server.model_id[:16]}… on {server.address}", flush=True)
+    stop.wait()
+    print("draining open samples …", file=sys.stderr, flush=True)
+    server.stop(args.grace)
+
+
+def _edge(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint
+    from .config import from_dict
+    from .runtime import EdgeClient
+    from .runtime.metrics import stream_dataset, summarize, summary_table
+    from .train import load_split
+
+    ck = load_checkpoint(args.checkpoint)
+    cfg = from_dict(ck.meta["config"])
+    if args.dataset or args.root:
+        cfg = replace(cfg, data=replace(cfg.data, name=args.dataset or cfg.data.name, root=args.root, limit=None))
+    ds = load_split(cfg, args.split, ck.model.T)
+    indices = range(min(len(ds), args.limit or len(ds)))
+    with EdgeClient(ck, args.server, token=args.token, tls_ca=_read(args.tls_ca, "TLS CA certificate"),
+                    codec_format=args.codec, policy=_policy(args), pipeline=not args.no_pipeline,
+                    timeout=args.timeout, retry_deadline=args.retry_deadline, fallback=args.fallback) as client:
+        results = stream_dataset(client, ds, indices, progress=not args.quiet)
+    summary = summarize(results)
+    if args.json:
+        print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
+    else:
+        print(summary_table(summary))
+
+
+def _policy_args(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--threshold", type=float, help=f"early-exit threshold ({whose})")
+    p.add_argument("--measure", default="max_softmax", help="max_softmax, entropy or margin")
+    p.add_argument("--min-steps", type=int, default=1)
+
+
 def _experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a preset (tiny, cifar10-cpu, paper) or a YAML file (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. optim.lr=0.01")
@@ -240,6 +311,42 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_calibrate)
+
+    v = sub.add_parser("serve", help="the cloud: a gRPC server running decoder + tail per session")
+    v.add_argument("--checkpoint", required=True, help="co-inference checkpoint directory")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=50051, help="0: any free port (printed)")
+    v.add_argument("--token", help="bearer token every call must carry")
+    v.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
+    v.add_argument("--tls-key", help="PEM private key")
+    v.add_argument("--max-batch", type=int, default=32, help="frames run together at most (dynamic batching)")
+    v.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for more frames to batch")
+    v.add_argument("--no-batching", action="store_true", help="run frames one by one")
+    v.add_argument("--max-sessions", type=int, default=128, help="concurrent streams accepted")
+    v.add_argument("--grace", type=float, default=10.0, help="seconds open samples get to finish on shutdown")
+    v.add_argument("--device", default="cpu")
+    _policy_args(v, "default: the checkpoint's calibrated policy; clients may send their own")
+    v.set_defaults(func=_serve)
+
+    e = sub.add_parser("edge", help="the edge: stream a dataset's samples through the cloud server")
+    e.add_argument("--server", required=True, help="HOST:PORT of neucodex serve")
+    e.add_argument("--checkpoint", required=True, help="the same co-inference checkpoint the server has")
+    e.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
+    e.add_argument("--root", help="dataset files (default: the checkpoint's)")
+    e.add_argument("--split", default="test", choices=("train", "val", "test"))
+    e.add_argument("--limit", type=int, help="only the first this many samples of the split")
+    e.add_argument("--token", help="bearer token")
+    e.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
+    e.add_argument("--codec", default="auto", help="bitmap, sparse, entropy or auto")
+    e.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
+    e.add_argument("--fallback", default="local", choices=("local", "none"),
+                   help="when the cloud is gone: answer on the edge, or report the sample failed")
+    e.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+    e.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
+    _policy_args(e, "default: the server's")
+    e.set_defaults(func=_edge)
     return p
 
 

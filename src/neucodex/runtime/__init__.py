@@ -1,0 +1,6 @@
+"""The deployable runtime: a gRPC cloud server and an edge client streaming spike packets."""
+
+from .edge import EdgeClient, SampleResult
+from .server import RuntimeFailure, Server
+
+__all__ = ["EdgeClient", "RuntimeFailure", "SampleResult", "Server"]

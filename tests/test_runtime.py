@@ -1,0 +1,216 @@
+"""The gRPC runtime on loopback: equal to offline evaluation, isolated sessions, clear statuses, no lost samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from neucodex import codec
+from neucodex.accounting import measure_bits
+from neucodex.checkpoint import load_checkpoint
+from neucodex.cli import main
+from neucodex.config import from_dict
+from neucodex.exit import ExitPolicy, confidence, evaluate_policy, running_mean
+from neucodex.runtime import EdgeClient, RuntimeFailure, Server
+from neucodex.runtime import neucodex_pb2 as pb
+from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
+from neucodex.runtime.protocol import GENERATED, HERE, generate
+from neucodex.train import load_split, loader, predict
+
+N = 24
+
+
+@pytest.fixture(scope="module")
+def setup(coinference_checkpoint):
+    """The checkpoint, its test samples, and their offline logits."""
+    ck = load_checkpoint(coinference_checkpoint)
+    ds = Subset(load_split(from_dict(ck.meta["config"]), "test", ck.model.T), range(N))
+    logits, labels = predict(ck.model, loader(ds, N, False, 0, 0), torch.device("cpu"))
+    # a threshold inside the spread of confidences, so some samples exit early and some do not
+    conf = confidence(running_mean(logits), "max_softmax")
+    policy = ExitPolicy("max_softmax", float(conf[0].median()))
+    return ck, ds, logits, labels, policy
+
+
+@pytest.fixture
+def server(setup):
+    srv = Server(setup[0], port=0, token="s3cret").start()
+    yield srv
+    srv.stop(1)
+
+
+def offline(setup, policy, indices=range(N)):
+    ck, ds, logits, labels, _ = setup
+    idx = list(indices)
+    r = evaluate_policy(logits[:, idx], labels[idx], policy)
+    steps = torch.tensor(r["steps"])
+    x = torch.stack([ds[i][0] for i in idx])
+    bits = [measure_bits(ck.model, x[j:j + 1], steps=steps[j:j + 1]).payload_bits for j in range(len(idx))]
+    return r["predictions"], r["steps"], bits
+
+
+def test_generated_protocol_is_up_to_date(tmp_path):
+    pytest.importorskip("grpc_tools")
+    for fresh in generate(tmp_path):
+        assert fresh.read_text() == (HERE / fresh.name).read_text(), f"regenerate {fresh.name}: python -m " \
+                                                                      "neucodex.runtime.protocol"
+    assert len(GENERATED) == 2
+
+
+def test_edge_command_equals_offline_evaluation(setup, server, coinference_checkpoint, capsys):
+    ck_dir = coinference_checkpoint
+    ck, _, _, _, policy = setup
+    code = main(["edge", "--server", server.address, "--checkpoint", str(ck_dir), "--limit", str(N),
+                 "--token", "s3cret", "--threshold", repr(policy.threshold), "--json", "--quiet"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    preds, steps, bits = offline(setup, policy)
+    samples = out["samples"]
+    assert [s["prediction"] for s in samples] == preds
+    assert [s["steps"] for s in samples] == steps
+    assert [s["payload_bits"] for s in samples] == bits
+    assert 1 <= out["summary"]["mean_steps"] < ck.model.T  # the policy exits early on some samples
+    assert all(s["status"] == "ok" and s["wire_bytes"] == s["payload_bits"] / 8 + s["steps"] * codec.HEADER_BYTES
+               for s in samples)
+
+
+def test_eight_concurrent_edges_each_equal_offline(setup, server):
+    ck, ds, _, _, policy = setup
+    preds, steps, _ = offline(setup, policy)
+    results: dict[int, list] = {}
+
+    def edge(k: int) -> None:
+        with EdgeClient(ck, server.address, token="s3cret", policy=policy, pipeline=k % 2 == 0) as client:
+            results[k] = [client.infer(ds[i][0]) for i in range(k, N, 8)]
+
+    threads = [threading.Thread(target=edge, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(results) == list(range(8))
+    for k, rs in results.items():
+        idx = list(range(k, N, 8))
+        assert [r.prediction for r in rs] == [preds[i] for i in idx]
+        assert [r.steps for r in rs] == [steps[i] for i in idx]
+        assert all(r.status == "ok" for r in rs)
+
+
+def _session(server, ck, frames, token="s3cret", model_id=None):
+    """Open a raw session, send ``frames`` (EdgeMessages); return the answers or the RpcError."""
+    with grpc.insecure_channel(server.address) as ch:
+        stub = pb_grpc.CoInferenceStub(ch)
+        msgs = [pb.EdgeMessage(open=pb.Open(model_id=model_id or ck.model_id, T=ck.model.T, codec="auto")), *frames]
+        meta = (("authorization", f"Bearer {token}"),) if token else ()
+        try:
+            return list(stub.Stream(iter(msgs), metadata=meta, timeout=30))
+        except grpc.RpcError as e:
+            return e
+
+
+def _frame(t, packet, sample=0):
+    return pb.EdgeMessage(frame=pb.Frame(sample=sample, timestep=t, packet=packet))
+
+
+@pytest.mark.parametrize("case, status, words", [
+    ("random bytes", grpc.StatusCode.INVALID_ARGUMENT, "bad magic"),
+    ("bad crc", grpc.StatusCode.INVALID_ARGUMENT, "CRC32"),
+    ("wrong shape", grpc.StatusCode.INVALID_ARGUMENT, "does not match the model"),
+    ("out of order", grpc.StatusCode.FAILED_PRECONDITION, "out of order"),
+    ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
+    ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+    ("wrong token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+])
+def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, case, status, words):
+    ck, ds, *_ = setup
+    shape = ck.model.code_shape
+    good = codec.encode(torch.zeros(shape), "bitmap", timestep=0)
+    token, model_id, frames = "s3cret", None, [_frame(0, good)]
+    if case == "random bytes":
+        frames = [_frame(0, os.urandom(40))]
+    elif case == "bad crc":
+        frames = [_frame(0, good[:-1] + bytes([good[-1] ^ 1]))]
+    elif case == "wrong shape":
+        frames = [_frame(0, codec.encode(torch.zeros(shape[0] + 1, *shape[1:]), "bitmap"))]
+    elif case == "out of order":
+        frames = [_frame(0, good), _frame(2, good)]
+    elif case == "wrong model id":
+        model_id = "0" * 64
+    else:
+        token = None if case == "no token" else "guess"
+    err = _session(server, ck, frames, token, model_id)
+    assert isinstance(err, grpc.RpcError) and err.code() == status and words in err.details()
+    ok = _session(server, ck, [_frame(0, good)])  # the server still serves a good session
+    assert not isinstance(ok, grpc.RpcError) and ok[1].answer.timestep == 0
+
+
+def test_client_reports_a_refusal_clearly(setup, server):
+    ck, ds, *_ = setup
+    with EdgeClient(ck, server.address, token="wrong") as client, pytest.raises(RuntimeFailure, match="UNAUTH"):
+        client.infer(ds[0][0])
+
+
+def _spawn_server(ck_dir, *extra):
+    proc = subprocess.Popen([sys.executable, "-m", "neucodex.cli", "serve", "--checkpoint", str(ck_dir), "--port",
+                             "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert "serving model" in line, proc.stderr.read()
+    return proc, line.rsplit(" ", 1)[-1].strip()
+
+
+@pytest.mark.parametrize("fallback", ["local", "none"])
+def test_server_killed_mid_stream_never_loses_a_sample(setup, coinference_checkpoint, fallback):
+    ck, ds, _, _, policy = setup
+    preds, steps, _ = offline(setup, policy)
+    proc, address = _spawn_server(coinference_checkpoint)
+    try:
+        with EdgeClient(ck, address, policy=policy, fallback=fallback, timeout=5, retry_deadline=1.0) as client:
+            first = client.infer(ds[0][0])
+            assert first.status == "ok" and first.prediction == preds[0]
+            proc.send_signal(signal.SIGKILL)  # the stream is open; the cloud dies under it
+            proc.wait(timeout=10)
+            t0 = time.monotonic()
+            rs = [client.infer(ds[i][0]) for i in (1, 2)]
+            assert time.monotonic() - t0 < 20
+    finally:
+        proc.kill()
+    if fallback == "local":
+        assert [r.status for r in rs] == ["fallback"] * 2
+        assert [r.prediction for r in rs] == preds[1:3] and [r.steps for r in rs] == steps[1:3]
+    else:
+        assert [r.status for r in rs] == ["failed"] * 2 and all(r.error for r in rs)
+    assert all(r.retries >= 1 and r.payload_bits == 0 for r in rs)
+
+
+def test_serve_drains_on_sigterm(coinference_checkpoint):
+    proc, address = _spawn_server(coinference_checkpoint, "--grace", "2")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert "draining" in proc.stderr.read()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
+    (["serve", "--checkpoint", "X", "--tls-cert", "c.pem"], "both --tls-cert and --tls-key"),
+    (["edge", "--server", "127.0.0.1:1", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
+])
+def test_runtime_cli_errors_are_one_line(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+
+
+def test_serving_a_backbone_is_refused(coinference_checkpoint, capsys):
+    backbone = load_checkpoint(coinference_checkpoint).meta["backbone"]["path"]
+    assert main(["serve", "--checkpoint", backbone, "--port", "0"]) == 2
+    assert "has no bottleneck" in capsys.readouterr().err
