@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import NeucodexError
 
@@ -229,6 +230,74 @@ def _edge(args: argparse.Namespace) -> None:
         print(summary_table(summary))
 
 
+def _energy(args: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoint import load_checkpoint, read_meta
+    from .config import from_dict
+    from .energy import hardware_profile, per_split_point
+    from .models import create_model
+    from .train import load_split, to_model_input
+
+    profile = hardware_profile(args.profile)
+    trained = args.checkpoint is not None
+    if trained:
+        meta = read_meta(args.checkpoint)
+        directory = meta["backbone"]["path"] if meta["model"].get("coinference") else args.checkpoint
+        ck = load_checkpoint(directory)
+        model, cfg = ck.model, from_dict(ck.meta["config"])
+        if args.dnn and model.spiking:
+            raise NeucodexError("--dnn with an SNN checkpoint: the counts would be the twin's; drop --checkpoint")
+    else:
+        model = create_model(args.model, spiking=not args.dnn, T=args.T, input_size=args.input_size,
+                             num_classes=args.num_classes, in_channels=args.in_channels)
+        cfg = None
+    if args.dataset:
+        from dataclasses import replace
+
+        from .config import load_config
+
+        base = cfg or load_config("tiny")
+        cfg = replace(base, data=replace(base.data, name=args.dataset, size=model.input_size, limit=None))
+    if cfg is not None and (args.dataset or trained):
+        ds = load_split(cfg, "test", model.T)
+        x = to_model_input(torch.stack([ds[i][0] for i in range(min(args.samples, len(ds)))]), torch.device("cpu"))
+    else:
+        x = torch.rand(args.samples, model.in_channels, model.input_size, model.input_size)
+    if model.spiking and not trained:
+        model.train()  # batch statistics: an untrained SNN's eval-mode BN leaves every neuron silent
+        print("neucodex: note: firing rates of an untrained SNN (batch statistics); pass --checkpoint for a trained "
+              "model's", file=sys.stderr)
+    rows = per_split_point(model, x, profile, args.scope)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    kind = "SNN" if model.spiking else "DNN"
+    print(f"edge energy of {model.arch} ({kind}, T={model.T if model.spiking else 1}) up to each split point; "
+          f"scope {args.scope}; {profile.name}: MAC {profile.mac_pj} pJ, AC {profile.ac_pj} pJ")
+    print(f"{'point':<8} {'MACs':>14} {'ACs':>14} {'energy mJ':>10}")
+    for r in rows:
+        print(f"{(r['rb'] or r['point']):<8} {r['macs']:>14,.0f} {r['acs']:>14,.0f} {r['energy_mj']:>10.4f}")
+
+
+def _report_cmd(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    r = write_report(args.run_dir, samples=args.samples, rtt_ms=args.rtt_ms, device_factor=args.device_factor,
+                     radio=args.radio, scope=args.scope)
+    print(json.dumps(r, default=float) if args.json else (Path(args.run_dir) / "report.md").read_text())
+    if not args.json:
+        print("files: " + ", ".join(r["files"]))
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo, summary_table
+
+    s = run_demo(events=args.events, quick=args.quick, cache_dir=args.cache_dir, out=args.out, quiet=args.json,
+                 rtt_ms=args.rtt_ms, device_factor=args.device_factor)
+    print(json.dumps(s, default=float) if args.json else summary_table(s))
+
+
 def _policy_args(p: argparse.ArgumentParser, whose: str) -> None:
     p.add_argument("--threshold", type=float, help=f"early-exit threshold ({whose})")
     p.add_argument("--measure", default="max_softmax", help="max_softmax, entropy or margin")
@@ -257,6 +326,17 @@ def _experiment_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neucodex", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    o = sub.add_parser("demo", help="the whole system end to end on the embedded digits data (start here)")
+    o.add_argument("--events", action="store_true", help="digits-dvs event frames instead of images")
+    o.add_argument("--quick", action="store_true", help="a small model and few samples (tests)")
+    o.add_argument("--cache-dir", help="where trained models are kept and reused (default: $NEUCODEX_CACHE/demo "
+                                       "or ~/.cache/neucodex/demo)")
+    o.add_argument("--out", default="runs/demo", help="run directory for the report (default: runs/demo)")
+    o.add_argument("--rtt-ms", type=float, default=20.0, help="round-trip time of the modelled link")
+    o.add_argument("--device-factor", type=float, default=10.0, help="edge CPU this many times slower than this one")
+    o.add_argument("--json", action="store_true", help="the summary as JSON (no progress output)")
+    o.set_defaults(func=_demo)
 
     m = sub.add_parser("models", help="list backbones, split points, feature shapes and bits")
     m.add_argument("model", nargs="*", help="model names (default: all)")
@@ -347,6 +427,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
     _policy_args(e, "default: the server's")
     e.set_defaults(func=_edge)
+
+    g = sub.add_parser("energy", help="edge energy (mJ) up to each split point: MACs, ACs with firing rates")
+    g.add_argument("model", nargs="?", default="resnet18", help="model name (ignored with --checkpoint)")
+    g.add_argument("--dnn", action="store_true", help="the DNN twin (MACs only)")
+    g.add_argument("--checkpoint", help="trained checkpoint: its firing rates (a co-inference one: its backbone)")
+    g.add_argument("--dataset", help="measure firing rates on this dataset's test samples (default: random input)")
+    g.add_argument("--samples", type=int, default=16)
+    g.add_argument("--scope", default="full", choices=("full", "paper"),
+                   help="paper: residual-block convs only, as SpikeBottleNet Table 3")
+    g.add_argument("--profile", default="45nm", help="45nm, rolls, or a YAML file with mac_pj and ac_pj")
+    g.add_argument("--input-size", type=int, default=32)
+    g.add_argument("--in-channels", type=int, default=3)
+    g.add_argument("--num-classes", type=int, default=10)
+    g.add_argument("-T", "--T", type=int, default=4)
+    g.add_argument("--json", action="store_true", help='a list of {"point", "rb", "macs", "acs", "energy_mj"}')
+    g.set_defaults(func=_energy)
+
+    r = sub.add_parser("report", help="markdown report and plots of a run directory")
+    r.add_argument("run_dir", help="a run with backbone/ and coinference-*/ checkpoints (e.g. runs/tiny)")
+    r.add_argument("--samples", type=int, help="test samples to evaluate (default: all)")
+    r.add_argument("--rtt-ms", type=float, default=20.0, help="link round-trip time for the latency model")
+    r.add_argument("--device-factor", type=float, default=10.0, help="edge compute is this many times slower")
+    r.add_argument("--radio", default="wifi", help="wifi, lte or ble (energy per transmitted bit)")
+    r.add_argument("--scope", default="paper", choices=("full", "paper"), help="scope of the per-split-point table")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=_report_cmd)
     return p
 
 

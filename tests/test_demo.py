@@ -1,0 +1,69 @@
+"""`neucodex demo --quick --json` as a user runs it, and `neucodex report` on a trained run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from neucodex.cli import main
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _demo(tmp_path) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "demo", "--quick", "--json", "--cache-dir",
+                           str(tmp_path / "cache"), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_demo_quick_json(tmp_path):
+    s = _demo(tmp_path)
+    for key in ("backbone_accuracy", "co_inference_accuracy"):
+        assert 0.0 <= s[key] <= 100.0
+    assert s["co_inference_accuracy"] > 10.0  # better than chance on 10 digits
+    assert 1.0 <= s["mean_steps"] <= s["T"]
+    assert s["status"]["ok"] == s["samples"] > 0
+    assert s["payload_bits"] > 0 and s["wire_bytes"] >= s["payload_bits"] / 8
+    assert all(1.0 < v < math.inf for v in s["ratios"].values())
+    for hw in ("45nm", "rolls"):
+        e = s["energy_mj"][hw]
+        assert 0 < e["co_inference_compute_mj"] < e["edge_only_snn_mj"]
+        assert e["edge_only_dnn_mj"] > 0 and e["cloud_only_mj"] > 0
+    assert [row["bandwidth_mbps"] for row in s["latency_ms"]] == [1, 10, 100]
+    assert all(row["co_inference_exit_pipelined"] > 0 for row in s["latency_ms"])
+    assert s["server_stopped"] and not _alive(s["server_pid"])
+    for f in s["report"]:
+        assert Path(f).stat().st_size > 500
+    assert not s["reused"]
+    again = _demo(tmp_path)  # the cache is reused: no training the second time
+    assert again["reused"] and again["backbone_accuracy"] == s["backbone_accuracy"]
+
+
+def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
+    run_dir = Path(coinference_checkpoint).parent
+    assert main(["report", str(run_dir), "--samples", "32", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["samples"] == 32 and r["table1"][0]["point"] == "conv2"
+    assert {"snn_45nm", "snn_rolls", "dnn_45nm"} <= set(r["split_energy"])
+    assert len(r["latency"]) == 3 and r["bits"]["all_T"]["timesteps"] == r["T"]
+    for name in ("report.md", "report.json", "rate_accuracy.png", "energy_per_split_point.png",
+                 "latency_vs_bandwidth.png", "exit_histogram.png"):
+        assert (run_dir / name).stat().st_size > 500
+    assert "Table 3" in (run_dir / "report.md").read_text()
+
+
+def test_report_of_a_missing_run_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.strip() == f"neucodex: error: no run directory at {tmp_path / 'nothing'}"
