@@ -214,3 +214,37 @@ def test_serving_a_backbone_is_refused(coinference_checkpoint, capsys):
     backbone = load_checkpoint(coinference_checkpoint).meta["backbone"]["path"]
     assert main(["serve", "--checkpoint", backbone, "--port", "0"]) == 2
     assert "has no bottleneck" in capsys.readouterr().err
+
+
+def test_graceful_stop_finishes_the_open_sample(setup):
+    ck, ds, *_ = setup
+    never = ExitPolicy(threshold=2.0)
+    srv = Server(ck, port=0, delay_ms=150).start()  # each answer takes 150 ms: the sample is open when stop comes
+    out = {}
+    with EdgeClient(ck, srv.address, policy=never, retry_deadline=0.5, fallback="none") as client:
+        worker = threading.Thread(target=lambda: out.setdefault("r", client.infer(ds[0][0])))
+        worker.start()
+        time.sleep(0.2)
+        srv.stop(grace=10)
+        worker.join(timeout=30)
+        after = client.infer(ds[1][0])
+    assert out["r"].status == "ok" and out["r"].steps == ck.model.T
+    assert after.status == "failed"  # refused after shutdown, reported, not hung
+
+
+def test_tls_and_token(setup, tmp_path):
+    if subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
+        pytest.skip("openssl is not available to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    ck, ds, *_ = setup
+    srv = Server(ck, "localhost", 0, token="t", tls=(key.read_bytes(), cert.read_bytes())).start()
+    try:
+        with EdgeClient(ck, f"localhost:{srv.port}", token="t", tls_ca=cert.read_bytes()) as client:
+            assert client.infer(ds[0][0]).status == "ok"
+        with EdgeClient(ck, f"localhost:{srv.port}", token="t", retry_deadline=0.3, fallback="none") as plain:
+            assert plain.infer(ds[0][0]).status == "failed"  # no TLS: no session
+    finally:
+        srv.stop(1)

@@ -86,7 +86,8 @@ class _Sample:
 
 
 class CoInferenceServicer(pb_grpc.CoInferenceServicer):
-    def __init__(self, ck: Checkpoint, batcher: Batcher, policy: ExitPolicy | None = None) -> None:
+    def __init__(self, ck: Checkpoint, batcher: Batcher, policy: ExitPolicy | None = None,
+                 delay_ms: float = 0.0) -> None:
         self.ck = ck
         self.model_id = ck.model_id
         self.batcher = batcher
@@ -94,6 +95,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.T = ck.model.T if ck.model.spiking else 1
         self.spiking = ck.model.spiking
         self.policy = policy or checkpoint_policy(ck.meta)
+        self.delay = delay_ms / 1000.0  # link emulation: added before every answer
         self.draining = threading.Event()
         self.sessions = 0
         self._lock = threading.Lock()
@@ -195,6 +197,8 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         sample.t += 1
         exit_now = bool(policy.should_exit(sample.sums[None], sample.t, T)[0])
         mean = sample.sums / sample.t
+        if self.delay:
+            time.sleep(self.delay)
         return pb.Answer(sample=sample.number, timestep=sample.t - 1, prediction=int(mean.argmax()),
                          confidence=float(confidence(mean, policy.measure)), exit=exit_now,
                          logits=mean.tolist() if want_logits else [], cloud_ms=decode_ms + cloud_ms, batch=batch)
@@ -206,13 +210,13 @@ class Server:
     def __init__(self, checkpoint: str | Path | Checkpoint, host: str = "127.0.0.1", port: int = 0, *,
                  device: str = "cpu", token: str | None = None, tls: tuple[bytes, bytes] | None = None,
                  max_batch: int = 32, max_wait_ms: float = 2.0, max_sessions: int = 128,
-                 policy: ExitPolicy | None = None) -> None:
+                 policy: ExitPolicy | None = None, delay_ms: float = 0.0) -> None:
         ck = own_checkpoint(checkpoint)
         if ck.meta["model"].get("coinference") is None:
             raise RuntimeFailure("this checkpoint has no bottleneck: serve a fine-tuned co-inference checkpoint "
                                  "(neucodex finetune)")
         self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0)
-        self.servicer = CoInferenceServicer(ck, self.batcher, policy)
+        self.servicer = CoInferenceServicer(ck, self.batcher, policy, delay_ms)
         opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
