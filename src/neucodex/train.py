@@ -261,7 +261,7 @@ def fit(
             if progress:
                 tqdm.write(f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
                            f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
-                           f"{row['images_per_s']:.0f} img/s")
+                           f"{row['images_per_s']:.0f} img/s", file=sys.stderr)
     if hook is not None:
         hook.remove()
     if world > 1:
