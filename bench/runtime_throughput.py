@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import queue
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from neucodex.runtime import EdgeClient, Server
 from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.cloud import CloudModel
+from neucodex.runtime.process import spawn_server, stop_server
 from neucodex.train import load_split
 
 NEVER = ExitPolicy(threshold=2.0)
@@ -95,25 +94,7 @@ def replay(address: str, model_id: str, T: int, samples: list[list[bytes]], done
 
 def throughput(ck_dir: Path, ck, packets: list[list[bytes]], clients: int, batching: bool, seconds: float) -> float:
     flags = [] if batching else ["--no-batching"]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "neucodex.cli",
-            "serve",
-            "--checkpoint",
-            str(ck_dir),
-            "--port",
-            "0",
-            "--max-sessions",
-            "256",
-            *flags,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    address = proc.stdout.readline().rsplit(" ", 1)[-1].strip()
+    proc, address = spawn_server(ck_dir, "--max-sessions", "256", *flags)
     try:
         per = max(1, len(packets) // clients)
         reps = 1
@@ -131,8 +112,7 @@ def throughput(ck_dir: Path, ck, packets: list[list[bytes]], clients: int, batch
                 return len(done) / wall
             reps *= 2
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -24,6 +23,7 @@ from neucodex.exit import ExitPolicy, confidence, evaluate_policy, running_mean
 from neucodex.runtime import EdgeClient, RuntimeFailure, Server
 from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
+from neucodex.runtime.process import spawn_server
 from neucodex.runtime.protocol import GENERATED, HERE, generate
 from neucodex.train import load_split, loader, predict
 
@@ -160,19 +160,11 @@ def test_client_reports_a_refusal_clearly(setup, server):
         client.infer(ds[0][0])
 
 
-def _spawn_server(ck_dir, *extra):
-    proc = subprocess.Popen([sys.executable, "-m", "neucodex.cli", "serve", "--checkpoint", str(ck_dir), "--port",
-                             "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    assert "serving model" in line, proc.stderr.read()
-    return proc, line.rsplit(" ", 1)[-1].strip()
-
-
 @pytest.mark.parametrize("fallback", ["local", "none"])
 def test_server_killed_mid_stream_never_loses_a_sample(setup, coinference_checkpoint, fallback):
     ck, ds, _, _, policy = setup
     preds, steps, _ = offline(setup, policy)
-    proc, address = _spawn_server(coinference_checkpoint)
+    proc, address = spawn_server(coinference_checkpoint)
     try:
         with EdgeClient(ck, address, policy=policy, fallback=fallback, timeout=5, retry_deadline=1.0) as client:
             first = client.infer(ds[0][0])
@@ -193,7 +185,7 @@ def test_server_killed_mid_stream_never_loses_a_sample(setup, coinference_checkp
 
 
 def test_serve_drains_on_sigterm(coinference_checkpoint):
-    proc, address = _spawn_server(coinference_checkpoint, "--grace", "2")
+    proc, address = spawn_server(coinference_checkpoint, "--grace", "2")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0
     assert "draining" in proc.stderr.read()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,10 +19,10 @@ from .calibration import calibrate_checkpoint
 from .checkpoint import load_checkpoint, read_meta
 from .config import load_config
 from .data.images import cache_root
-from .errors import NeucodexError
 from .report import write_report
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
+from .runtime.process import spawn_server, stop_server
 from .train import finetune, load_split, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
@@ -34,46 +32,6 @@ QUICK_SAMPLES = 24
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
-
-
-def _start_server(checkpoint: Path, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "neucodex.cli",
-            "serve",
-            "--checkpoint",
-            str(checkpoint),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    start = time.monotonic()
-    line = proc.stdout.readline()
-    if "serving model" not in line:
-        proc.kill()
-        raise NeucodexError(f"the cloud server did not start: {proc.stderr.read().strip() or 'no output'}")
-    if time.monotonic() - start > timeout:
-        proc.kill()
-        raise NeucodexError("the cloud server took too long to start")
-    return proc, line.rsplit(" ", 1)[-1].strip()
-
-
-def _stop_server(proc: subprocess.Popen) -> bool:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    return proc.poll() is not None
 
 
 def run_demo(
@@ -115,7 +73,7 @@ def run_demo(
     (out / "run.json").write_text(json.dumps({"backbone": str(backbone_dir), "coinference": [str(coinf_dir)]}))
 
     _say("[3/5] starting the cloud server on a free loopback port", quiet)
-    proc, address = _start_server(coinf_dir)
+    proc, address = spawn_server(coinf_dir)
     try:
         ck = load_checkpoint(coinf_dir)
         test = load_split(cfg, "test", ck.model.T)
@@ -124,7 +82,7 @@ def run_demo(
         with EdgeClient(ck, address) as client:
             results = stream_dataset(client, test, range(n), progress=not quiet)
     finally:
-        stopped = _stop_server(proc)
+        stopped = stop_server(proc)
     live = summarize(results)
     (out / "runtime.json").write_text(
         json.dumps({"summary": live, "samples": [r.to_dict() for r in results]}, default=float)
