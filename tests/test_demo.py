@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from neucodex.cli import main
 
 
@@ -58,6 +60,12 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
     assert r["samples"] == 32 and r["table1"][0]["point"] == "conv2"
     assert {"snn_45nm", "snn_rolls", "dnn_45nm"} <= set(r["split_energy"])
     assert len(r["latency"]) == 3 and r["bits"]["all_T"]["timesteps"] == r["T"]
+    per = r["per_sample"]  # only the timesteps each sample ran count, in bits and in energy
+    assert len(per) == 32 and all(1 <= p["steps"] <= r["T"] for p in per)
+    assert sum(p["payload_bits"] for p in per) / 32 == pytest.approx(r["bits"]["exit"]["payload_bits"])
+    for hw in ("45nm", "rolls"):
+        mean = sum(p[f"edge_mj_{hw}"] for p in per) / 32
+        assert mean == pytest.approx(r["energy"][hw]["co_inference_mj"])
     for name in ("report.md", "report.json", "rate_accuracy.png", "energy_per_split_point.png",
                  "latency_vs_bandwidth.png", "exit_histogram.png"):
         assert (run_dir / name).stat().st_size > 500

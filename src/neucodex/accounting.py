@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ class BitReport:
     spike_bits: int | None  # the split-point feature as binary spikes over T (SNN only)
     input_bits: int  # one input sample at 8 bits per value
     formats: dict[str, int]  # how many packets each format won
+    per_sample_bits: tuple[int, ...] = field(default=(), repr=False)  # payload bits of each sample, in order
 
     @property
     def vs_float32(self) -> float:
@@ -47,7 +48,9 @@ class BitReport:
         return self.input_bits / self.payload_bits if self.payload_bits else math.inf
 
     def to_dict(self) -> dict:
+        """The means and ratios (per-sample bits left out: they would bloat checkpoint metadata)."""
         d = asdict(self)
+        del d["per_sample_bits"]
         d.update(vs_float32=self.vs_float32, vs_spikes=self.vs_spikes, vs_input=self.vs_input)
         return d
 
@@ -79,25 +82,30 @@ def measure_bits(
     steps_sent = torch.full((B,), T) if steps is None else steps.to(torch.long).clamp(1, T)
     payload = wire = 0
     formats: dict[str, int] = {}
+    per_sample = []
     fmt = format if model.spiking else "uint8"
     for b in range(B):
+        sample = 0
         for t in range(int(steps_sent[b])):
             pkt = codec.encode(code[t, b], fmt, timestep=t, channel_probs=channel_probs)
-            payload += len(pkt) - codec.HEADER_BYTES
+            sample += (len(pkt) - codec.HEADER_BYTES) * 8
             wire += len(pkt)
             name = codec.read_header(pkt)["format"]
             formats[name] = formats.get(name, 0) + 1
+        per_sample.append(sample)
+        payload += sample
     c, h, w = model.feature_shape
     sample_values = x[0].numel() if x.dim() == 4 else x[:, 0].numel()
     return BitReport(
         samples=B,
         timesteps=float(steps_sent.float().mean()),
-        payload_bits=payload * 8 / B,
+        payload_bits=payload / B,
         wire_bytes=wire / B,
         float32_bits=c * h * w * 32,
         spike_bits=c * h * w * model.T if model.spiking else None,
         input_bits=sample_values * 8,
         formats=formats,
+        per_sample_bits=tuple(per_sample),
     )
 
 
@@ -114,4 +122,5 @@ def measure_bits_batches(model: CoInferenceModel, batches: Iterable[torch.Tensor
             formats[k] = formats.get(k, 0) + v
     mean = lambda attr: sum(getattr(r, attr) * r.samples for r in reports) / n  # noqa: E731
     return replace(reports[0], samples=n, timesteps=mean("timesteps"), payload_bits=mean("payload_bits"),
-                   wire_bytes=mean("wire_bytes"), formats=formats)
+                   wire_bytes=mean("wire_bytes"), formats=formats,
+                   per_sample_bits=tuple(b for r in reports for b in r.per_sample_bits))

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
+from . import codec
 from .accounting import measure_bits
 from .checkpoint import CheckpointError, load_checkpoint, read_meta
 from .config import from_dict
@@ -139,7 +140,7 @@ def analyse(
     ops_co, ops_bb = count_ops(model, x), count_ops(backbone, x)
     ops_dnn = count_ops(dnn, x)
     radio_p = RADIOS[radio]
-    energies = {}
+    energies, per_sample_mj = {}, {}
     for hw in ("45nm", "rolls"):
         prof = HARDWARE[hw]
         per_step = [edge_energy(model, ops_co, "encoder", prof, "full", s).energy_mj for s in range(1, T + 1)]
@@ -149,6 +150,8 @@ def analyse(
         snn_only = energy(ops_bb, prof, T)[2]
         dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]
         cloud_only = radio_mj(bits_exit.input_bits, radio_p)
+        per_sample_mj[hw] = [per_step[int(s) - 1] + radio_mj(b + 8 * codec.HEADER_BYTES * int(s), radio_p)
+                             for s, b in zip(steps, bits_exit.per_sample_bits, strict=True)]
         energies[hw] = {
             "co_inference_compute_mj": compute,
             "co_inference_radio_mj": radio_mj(wire_bits, radio_p),
@@ -206,6 +209,9 @@ def analyse(
         "device_factor": device_factor,
         "latency": latency,
         "table1": table1_rows(run_dir, coinf),
+        "per_sample": [{"label": int(labels[i]), "prediction": ev["predictions"][i], "steps": ev["steps"][i],
+                        "payload_bits": bits_exit.per_sample_bits[i], "edge_mj_45nm": per_sample_mj["45nm"][i],
+                        "edge_mj_rolls": per_sample_mj["rolls"][i]} for i in range(len(ds))],
         "runtime": runtime and runtime.get("summary"),
     }
 
