@@ -130,6 +130,7 @@ def _frame(t, packet, sample=0):
     ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
     ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
     ("wrong token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+    ("too large", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
 ])
 def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, case, status, words):
     ck, ds, *_ = setup
@@ -144,6 +145,8 @@ def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, c
         frames = [_frame(0, codec.encode(torch.zeros(shape[0] + 1, *shape[1:]), "bitmap"))]
     elif case == "out of order":
         frames = [_frame(0, good), _frame(2, good)]
+    elif case == "too large":
+        frames = [_frame(0, bytes(5 << 20))]
     elif case == "wrong model id":
         model_id = "0" * 64
     else:
@@ -238,5 +241,30 @@ def test_tls_and_token(setup, tmp_path):
             assert client.infer(ds[0][0]).status == "ok"
         with EdgeClient(ck, f"localhost:{srv.port}", token="t", retry_deadline=0.3, fallback="none") as plain:
             assert plain.infer(ds[0][0]).status == "failed"  # no TLS: no session
+    finally:
+        srv.stop(1)
+
+
+def test_a_silent_session_is_ended(setup):
+    ck, *_ = setup
+    srv = Server(ck, port=0, idle_timeout=0.5).start()
+    try:
+        with grpc.insecure_channel(srv.address) as ch:
+            requests = [pb.EdgeMessage(open=pb.Open(model_id=ck.model_id, T=ck.model.T, codec="auto"))]
+            gate = threading.Event()
+
+            def silent():  # opens, then sends nothing until the test ends
+                yield from requests
+                gate.wait(20)
+
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as err:
+                list(pb_grpc.CoInferenceStub(ch).Stream(silent(), timeout=20))
+            gate.set()
+        assert err.value.code() == grpc.StatusCode.CANCELLED and time.monotonic() - t0 < 10
+        deadline = time.monotonic() + 10  # the handler's thread is released, not left blocked
+        while srv.servicer.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.servicer.sessions == 0
     finally:
         srv.stop(1)

@@ -194,7 +194,8 @@ def _serve(args: argparse.Namespace) -> None:
     tls = (_read(args.tls_key, "TLS key"), _read(args.tls_cert, "TLS certificate")) if args.tls_cert else None
     server = Server(args.checkpoint, args.host, args.port, device=args.device, token=args.token, tls=tls,
                     max_batch=1 if args.no_batching else args.max_batch, max_wait_ms=args.max_wait_ms,
-                    max_sessions=args.max_sessions, policy=_policy(args), delay_ms=args.delay_ms).start()
+                    max_sessions=args.max_sessions, policy=_policy(args), delay_ms=args.delay_ms,
+                    idle_timeout=args.idle_timeout).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -405,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-sessions", type=int, default=128, help="concurrent streams accepted")
     v.add_argument("--grace", type=float, default=10.0, help="seconds open samples get to finish on shutdown")
     v.add_argument("--device", default="cpu")
+    v.add_argument("--idle-timeout", type=float, default=300.0, help="end sessions silent this long (s)")
     v.add_argument("--delay-ms", type=float, default=0.0, help="add this delay before every answer (emulates a "
                                                                 "link's round trip in benchmarks)")
     _policy_args(v, "default: the checkpoint's calibrated policy; clients may send their own")

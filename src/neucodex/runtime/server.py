@@ -87,7 +87,7 @@ class _Sample:
 
 class CoInferenceServicer(pb_grpc.CoInferenceServicer):
     def __init__(self, ck: Checkpoint, batcher: Batcher, policy: ExitPolicy | None = None,
-                 delay_ms: float = 0.0) -> None:
+                 delay_ms: float = 0.0, idle_timeout: float = 300.0) -> None:
         self.ck = ck
         self.model_id = ck.model_id
         self.batcher = batcher
@@ -99,11 +99,29 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.draining = threading.Event()
         self.sessions = 0
         self._lock = threading.Lock()
+        self.idle_timeout = idle_timeout
+        self._last_seen: dict = {}  # context → monotonic time of its last message
+        threading.Thread(target=self._watch_idle, name="neucodex-idle", daemon=True).start()
+
+    def _watch_idle(self) -> None:
+        """Cancel sessions that sent nothing for ``idle_timeout`` s: a silent edge must not hold a slot."""
+        while True:
+            time.sleep(min(1.0, self.idle_timeout / 4))
+            now = time.monotonic()
+            with self._lock:
+                idle = [c for c, seen in self._last_seen.items() if now - seen > self.idle_timeout]
+            for context in idle:
+                context.cancel()
+
+    def _seen(self, context) -> None:
+        with self._lock:
+            self._last_seen[context] = time.monotonic()
 
     # --- one session ---------------------------------------------------------------------
     def Stream(self, request_iterator: Iterator[pb.EdgeMessage], context) -> Iterator[pb.CloudMessage]:
         with self._lock:
             self.sessions += 1
+        self._seen(context)
         sample: _Sample | None = None
         try:
             first = next(request_iterator, None)
@@ -113,6 +131,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             yield pb.CloudMessage(opened=opened)
             last_number = -1
             for msg in request_iterator:
+                self._seen(context)
                 kind = msg.WhichOneof("kind")
                 if kind == "frame":
                     f = msg.frame
@@ -151,6 +170,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
                 self.batcher.sample_ended()
             with self._lock:
                 self.sessions -= 1
+                self._last_seen.pop(context, None)
 
     def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, ExitPolicy, int, bool]:
         if msg.WhichOneof("kind") != "open":
@@ -210,13 +230,13 @@ class Server:
     def __init__(self, checkpoint: str | Path | Checkpoint, host: str = "127.0.0.1", port: int = 0, *,
                  device: str = "cpu", token: str | None = None, tls: tuple[bytes, bytes] | None = None,
                  max_batch: int = 32, max_wait_ms: float = 2.0, max_sessions: int = 128,
-                 policy: ExitPolicy | None = None, delay_ms: float = 0.0) -> None:
+                 policy: ExitPolicy | None = None, delay_ms: float = 0.0, idle_timeout: float = 300.0) -> None:
         ck = own_checkpoint(checkpoint)
         if ck.meta["model"].get("coinference") is None:
             raise RuntimeFailure("this checkpoint has no bottleneck: serve a fine-tuned co-inference checkpoint "
                                  "(neucodex finetune)")
         self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0)
-        self.servicer = CoInferenceServicer(ck, self.batcher, policy, delay_ms)
+        self.servicer = CoInferenceServicer(ck, self.batcher, policy, delay_ms, idle_timeout)
         opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
