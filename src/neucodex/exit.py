@@ -59,11 +59,14 @@ class ExitPolicy:
         if self.min_steps < 1 or (self.max_steps is not None and self.max_steps < self.min_steps):
             raise NeucodexError(f"need 1 ≤ min_steps ≤ max_steps, got {self.min_steps} and {self.max_steps}")
 
-    def should_exit(self, sum_logits: torch.Tensor, t: int, T: int) -> torch.Tensor:
-        """Online: after ``t`` timesteps (1-based) with logits summed so far ``[B, K]``."""
+    def check(self, sum_logits: torch.Tensor, t: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online: after ``t`` timesteps (1-based) with logits summed so far ``[B, K]`` → (exit, confidence)."""
         last = min(T, self.max_steps or T)
         conf = confidence(sum_logits.float() / t, self.measure)
-        return (t >= last) | ((t >= self.min_steps) & (conf >= self.threshold))
+        return (t >= last) | ((t >= self.min_steps) & (conf >= self.threshold)), conf
+
+    def should_exit(self, sum_logits: torch.Tensor, t: int, T: int) -> torch.Tensor:
+        return self.check(sum_logits, t, T)[0]
 
     def decide(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Offline on ``[T, B, K]``: (exit step per sample, 1-based; prediction at that step).
@@ -83,6 +86,11 @@ class ExitPolicy:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> ExitPolicy:
+        """The policy a checkpoint stores (``exit_policy`` in model.json); none stored: never exit early."""
+        return cls(**d) if d else cls()
 
 
 def evaluate_policy(logits: torch.Tensor, labels: torch.Tensor, policy: ExitPolicy) -> dict:

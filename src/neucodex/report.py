@@ -127,7 +127,7 @@ def analyse(
     batch = torch.utils.data.DataLoader(ds, batch_size=len(ds))
     logits, labels = predict(model, batch, dev)
     bb_logits, _ = predict(backbone, batch, dev)
-    policy = ExitPolicy(**ck.meta["exit_policy"]) if ck.meta.get("exit_policy") else ExitPolicy()
+    policy = ExitPolicy.from_dict(ck.meta.get("exit_policy"))
     ev = evaluate_policy(logits, labels, policy)
     steps = torch.tensor(ev["steps"])
     x = _stack(ds)
@@ -141,6 +141,7 @@ def analyse(
     ops_dnn = count_ops(dnn, x)
     radio_p = RADIOS[radio]
     energies, per_sample_mj = {}, {}
+    dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
     for hw in ("45nm", "rolls"):
         prof = HARDWARE[hw]
         per_step = [edge_energy(model, ops_co, "encoder", prof, "full", s).energy_mj for s in range(1, T + 1)]
@@ -148,7 +149,6 @@ def analyse(
         wire_bits = bits_exit.wire_bytes * 8
         co = compute + radio_mj(wire_bits, radio_p)
         snn_only = energy(ops_bb, prof, T)[2]
-        dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]
         cloud_only = radio_mj(bits_exit.input_bits, radio_p)
         per_sample_mj[hw] = [per_step[int(s) - 1] + radio_mj(b + 8 * codec.HEADER_BYTES * int(s), radio_p)
                              for s, b in zip(steps, bits_exit.per_sample_bits, strict=True)]

@@ -25,11 +25,11 @@ import torch
 from .. import codec
 from ..checkpoint import Checkpoint
 from ..errors import NeucodexError
-from ..exit import ExitPolicy, confidence
+from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
 from .cloud import CloudModel
-from .server import MAX_MESSAGE_BYTES, RuntimeFailure, checkpoint_policy, own_checkpoint, policy_from_pb, policy_to_pb
+from .server import MAX_MESSAGE_BYTES, RuntimeFailure, own_checkpoint, policy_from_pb, policy_to_pb
 
 _END = object()
 
@@ -135,7 +135,7 @@ class EdgeClient:
         self.T = self.model.T if self.model.spiking else 1
         self.format = codec_format if self.model.spiking else "uint8"
         self.policy = policy
-        self.local_policy = policy or checkpoint_policy(ck.meta)
+        self.local_policy = policy or ExitPolicy.from_dict(ck.meta.get("exit_policy"))
         self.pipeline = pipeline
         self.timeout = timeout
         self.retry_deadline = retry_deadline
@@ -267,9 +267,9 @@ class EdgeClient:
             logits, (state,) = self._cloud.step(codec.decode(packets[t]), [state])
             sums = logits[0] if sums is None else sums + logits[0]
             res.steps = t + 1
-            if bool(self.local_policy.should_exit(sums[None], t + 1, self.T)[0]):
+            done, conf = self.local_policy.check(sums[None], t + 1, self.T)
+            if bool(done[0]):
                 break
-        mean = sums / res.steps
-        res.prediction = int(mean.argmax())
-        res.confidence = float(confidence(mean, self.local_policy.measure))
+        res.prediction = int(sums.argmax())
+        res.confidence = float(conf[0])
         res.status = "fallback"

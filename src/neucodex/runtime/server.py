@@ -23,7 +23,7 @@ import torch
 from .. import codec
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import NeucodexError
-from ..exit import ExitPolicy, confidence
+from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
 from .cloud import Batcher, CloudModel
@@ -49,12 +49,6 @@ def own_checkpoint(checkpoint: str | Path | Checkpoint) -> Checkpoint:
     if isinstance(checkpoint, Checkpoint):
         return Checkpoint(copy.deepcopy(checkpoint.model), checkpoint.meta)
     return load_checkpoint(checkpoint)
-
-
-def checkpoint_policy(meta: dict) -> ExitPolicy:
-    """The calibrated policy stored in a checkpoint, or no early exit when it has none."""
-    p = meta.get("exit_policy")
-    return ExitPolicy(**p) if p else ExitPolicy()
 
 
 class _TokenInterceptor(grpc.ServerInterceptor):
@@ -94,9 +88,10 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.cloud = batcher.cloud
         self.T = ck.model.T if ck.model.spiking else 1
         self.spiking = ck.model.spiking
-        self.policy = policy or checkpoint_policy(ck.meta)
+        self.policy = policy or ExitPolicy.from_dict(ck.meta.get("exit_policy"))
         self.delay = delay_ms / 1000.0  # link emulation: added before every answer
         self.draining = threading.Event()
+        self.closed = threading.Event()  # set once the server has stopped: ends the idle watch
         self.sessions = 0
         self._lock = threading.Lock()
         self.idle_timeout = idle_timeout
@@ -105,8 +100,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
 
     def _watch_idle(self) -> None:
         """Cancel sessions that sent nothing for ``idle_timeout`` s: a silent edge must not hold a slot."""
-        while True:
-            time.sleep(min(1.0, self.idle_timeout / 4))
+        while not self.closed.wait(min(1.0, self.idle_timeout / 4)):
             now = time.monotonic()
             with self._lock:
                 idle = [c for c, seen in self._last_seen.items() if now - seen > self.idle_timeout]
@@ -215,12 +209,12 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"{where}: the cloud model failed: {e}")
         sample.sums = logits if sample.sums is None else sample.sums + logits
         sample.t += 1
-        exit_now = bool(policy.should_exit(sample.sums[None], sample.t, T)[0])
+        exit_now, conf = policy.check(sample.sums[None], sample.t, T)
         mean = sample.sums / sample.t
         if self.delay:
             time.sleep(self.delay)
         return pb.Answer(sample=sample.number, timestep=sample.t - 1, prediction=int(mean.argmax()),
-                         confidence=float(confidence(mean, policy.measure)), exit=exit_now,
+                         confidence=float(conf[0]), exit=bool(exit_now[0]),
                          logits=mean.tolist() if want_logits else [], cloud_ms=decode_ms + cloud_ms, batch=batch)
 
 
@@ -269,6 +263,7 @@ class Server:
         """Refuse new sessions, let open samples finish (up to ``grace`` s), then stop."""
         self.servicer.draining.set()
         self._server.stop(grace).wait()
+        self.servicer.closed.set()
         self.batcher.close()
 
     def wait(self) -> None:
