@@ -45,22 +45,28 @@ def main() -> None:
     n = int(np.prod(a.shape))
 
     print(f"one packet = one timestep of a {'x'.join(map(str, a.shape))} spike map ({n} slots)")
-    print(f"{'rate':>6} {'format':<8} {'bytes':>7} {'enc Mbit/s':>11} {'dec Mbit/s':>11} "
-          f"{'enc / packbits':>15} {'dec / unpackbits':>17}")
+    print(
+        f"{'rate':>6} {'format':<8} {'bytes':>7} {'enc Mbit/s':>11} {'dec Mbit/s':>11} "
+        f"{'enc / packbits':>15} {'dec / unpackbits':>17}"
+    )
     for rate in (0.01, 0.05, 0.2):
         x = (rng.random(a.shape) < rate).astype(np.float32)
         flat = x.reshape(-1).astype(np.uint8)
         packed = np.packbits(flat)
         t_pack = per_call(lambda: np.packbits(flat), a.repeats)  # noqa: B023
         t_unpack = per_call(lambda: np.unpackbits(packed)[:n], a.repeats)  # noqa: B023
-        print(f"{rate:>6} {'packbits':<8} {packed.size:>7} {n / t_pack / 1e6:>11.1f} {n / t_unpack / 1e6:>11.1f} "
-              f"{1.0:>15.2f} {1.0:>17.2f}")
+        print(
+            f"{rate:>6} {'packbits':<8} {packed.size:>7} {n / t_pack / 1e6:>11.1f} {n / t_unpack / 1e6:>11.1f} "
+            f"{1.0:>15.2f} {1.0:>17.2f}"
+        )
         for fmt in ("bitmap", "sparse", "entropy", "auto"):
             pkt = codec.encode(x, fmt)
             te = per_call(lambda: codec.encode(x, fmt), a.repeats)  # noqa: B023
             td = per_call(lambda: codec.decode(pkt), a.repeats)  # noqa: B023
-            print(f"{'':>6} {fmt:<8} {len(pkt):>7} {n / te / 1e6:>11.1f} {n / td / 1e6:>11.1f} "
-                  f"{te / t_pack:>15.1f} {td / t_unpack:>17.1f}")
+            print(
+                f"{'':>6} {fmt:<8} {len(pkt):>7} {n / te / 1e6:>11.1f} {n / td / 1e6:>11.1f} "
+                f"{te / t_pack:>15.1f} {td / t_unpack:>17.1f}"
+            )
 
     rates = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99])
     bits = {f: [] for f in codec.SPIKE_FORMATS}

@@ -21,14 +21,11 @@ import neucodex as nc
 
 
 def sj_unit(cin: int, cout: int, k: int = 3, s: int = 1) -> nn.Module:
-    return layer.SeqToANNContainer(
-        nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout)
-    )
+    return layer.SeqToANNContainer(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout))
 
 
 def sj_lif() -> nn.Module:
-    return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), detach_reset=True,
-                          step_mode="m")
+    return neuron.LIFNode(tau=2.0, surrogate_function=surrogate.ATan(), detach_reset=True, step_mode="m")
 
 
 class SJBlock(nn.Module):

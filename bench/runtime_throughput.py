@@ -23,14 +23,13 @@ import torch
 
 from neucodex import codec
 from neucodex.checkpoint import load_checkpoint
-from neucodex.config import from_dict
+from neucodex.evaluate import load_split
 from neucodex.exit import ExitPolicy
 from neucodex.runtime import EdgeClient, Server
 from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.cloud import CloudModel
 from neucodex.runtime.process import spawn_server, stop_server
-from neucodex.train import load_split
 
 NEVER = ExitPolicy(threshold=2.0)
 
@@ -124,9 +123,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ck = load_checkpoint(args.checkpoint)
-    ds = load_split(from_dict(ck.meta["config"]), "test", ck.model.T)
+    ds = load_split(ck.info.experiment(), "test", ck.model.T)
     o = overhead(args.checkpoint, ck, ds, min(args.samples, 32))
-    print(f"model {ck.model.arch} {ck.meta['model']['coinference']}, T={ck.model.T}, code {ck.model.code_shape}")
+    spec = ck.info.model
+    print(f"model {spec.name} {spec.point} {spec.bottleneck}, T={ck.model.T}, code {ck.model.code_shape}")
     print(
         f"per timestep: edge compute {o['edge_ms_per_step']:.2f} ms, cloud compute {o['cloud_ms_per_step']:.2f} ms, "
         f"round trip {o['rtt_ms_per_frame']:.2f} ms → runtime overhead {o['runtime_overhead_ms']:.2f} ms "

@@ -22,10 +22,9 @@ import sys
 import time
 
 from neucodex.checkpoint import load_checkpoint
-from neucodex.config import from_dict
+from neucodex.evaluate import load_split
 from neucodex.latency import Link, Timings, co_inference_ms
 from neucodex.runtime import EdgeClient
-from neucodex.train import load_split
 
 NS, HOST_IF, NS_IF = "ncxbench", "ncxb0", "ncxb1"
 HOST_IP, NS_IP, PORT = "10.99.0.1", "10.99.0.2", 50077
@@ -54,8 +53,21 @@ def teardown() -> None:
 
 def shape(mbps: float) -> None:
     burst = max(2000, int(mbps * 1e6 / 8 / 250))  # ~4 ms of traffic, at least one full packet
-    sh("tc", "qdisc", "replace", "dev", HOST_IF, "root", "tbf", "rate", f"{mbps}mbit", "burst", str(burst),
-       "latency", "500ms")
+    sh(
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        HOST_IF,
+        "root",
+        "tbf",
+        "rate",
+        f"{mbps}mbit",
+        "burst",
+        str(burst),
+        "latency",
+        "500ms",
+    )
 
 
 def main() -> None:
@@ -75,18 +87,41 @@ def main() -> None:
         teardown()
         return
     ck = load_checkpoint(args.checkpoint)
-    ds = load_split(from_dict(ck.meta["config"]), "test", ck.model.T)
+    ds = load_split(ck.info.experiment(), "test", ck.model.T)
     n = min(args.samples, len(ds))
-    server = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "neucodex.cli", "serve",
-                               "--checkpoint", args.checkpoint, "--host", NS_IP, "--port", str(PORT),
-                               "--delay-ms", str(args.rtt_ms)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True)
+    server = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            NS,
+            sys.executable,
+            "-m",
+            "neucodex.cli",
+            "serve",
+            "--checkpoint",
+            args.checkpoint,
+            "--host",
+            NS_IP,
+            "--port",
+            str(PORT),
+            "--delay-ms",
+            str(args.rtt_ms),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         server.stdout.readline()
-        print(f"{ck.model.arch} {ck.meta['model']['coinference']}, T={ck.model.T}, {n} test samples, "
-              f"RTT {args.rtt_ms:g} ms (application level), edge → cloud shaped by tbf")
-        print(f"{'Mbit/s':>7} {'pipeline':>8} {'steps':>6} {'bytes/step':>10} {'measured ms':>12} {'model ms':>9} "
-              f"{'model/measured':>14} {'unmodelled ms/frame':>19}")
+        print(
+            f"{ck.model.arch} {ck.info.model.point} {ck.info.model.bottleneck}, T={ck.model.T}, {n} test samples, "
+            f"RTT {args.rtt_ms:g} ms (application level), edge → cloud shaped by tbf"
+        )
+        print(
+            f"{'Mbit/s':>7} {'pipeline':>8} {'steps':>6} {'bytes/step':>10} {'measured ms':>12} {'model ms':>9} "
+            f"{'model/measured':>14} {'unmodelled ms/frame':>19}"
+        )
         for mbps in (float(v) for v in args.mbps.split(",")):
             shape(mbps)
             for pipeline in (True, False):
@@ -98,16 +133,23 @@ def main() -> None:
                 # gRPC prefix) and TCP/IP headers (~66 bytes with options) per frame
                 bytes_step = statistics.fmean(r.grpc_bytes for r in rs) / steps + 9 + 5 + 66
                 cloud = statistics.fmean(r.cloud_ms / r.steps for r in rs)
-                t = Timings(edge_step=statistics.fmean(r.edge_ms / r.steps_computed for r in rs),
-                            cloud_step=cloud, edge_full=0.0, cloud_full=0.0)
+                t = Timings(
+                    edge_step=statistics.fmean(r.edge_ms / r.steps_computed for r in rs),
+                    cloud_step=cloud,
+                    edge_full=0.0,
+                    cloud_full=0.0,
+                )
                 predicted = statistics.fmean(
                     co_inference_ms(t, Link(mbps * 1e6, args.rtt_ms), r.steps, bytes_step * 8, 1.0, pipeline)
-                    for r in rs)
+                    for r in rs
+                )
                 measured = statistics.fmean(r.latency_ms for r in rs)
                 # the round trip per frame the runtime measured, less what the model puts in it
                 extra = statistics.fmean(r.rtt_ms for r in rs) - (args.rtt_ms + cloud + bytes_step * 8 / mbps / 1e3)
-                print(f"{mbps:>7g} {str(pipeline):>8} {steps:>6.2f} {bytes_step:>10.1f} {measured:>12.2f} "
-                      f"{predicted:>9.2f} {predicted / measured:>14.2f} {extra:>19.2f}")
+                print(
+                    f"{mbps:>7g} {str(pipeline):>8} {steps:>6.2f} {bytes_step:>10.1f} {measured:>12.2f} "
+                    f"{predicted:>9.2f} {predicted / measured:>14.2f} {extra:>19.2f}"
+                )
                 time.sleep(0.2)
     finally:
         server.terminate()

@@ -31,8 +31,16 @@ def _seed():
     torch.manual_seed(0)
 
 
-TINY_RUN = ["data.size=16", "data.limit=600", "model.T=3", "model.kwargs={widths: [16, 32, 32]}", "optim.epochs=6",
-            "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
+TINY_RUN = [
+    "data.size=16",
+    "data.limit=600",
+    "model.T=3",
+    "model.kwargs={widths: [16, 32, 32]}",
+    "optim.epochs=6",
+    "optim.batch_size=32",
+    "finetune.epochs=3",
+    "finetune.batch_size=32",
+]
 
 
 @pytest.fixture(scope="session")
@@ -44,4 +52,4 @@ def coinference_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     cfg = load_config("tiny", [f"out={tmp_path_factory.mktemp('runs')}", *TINY_RUN])
     pretrain(cfg, progress=False)
-    return finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)["checkpoint"]
+    return finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False).checkpoint

@@ -20,8 +20,12 @@ def coinf(name: str, point: str, spec: str, spiking: bool = True, T: int = 2) ->
 
 @pytest.mark.parametrize(
     "name, point, spec",
-    [("resnet-tiny", "rb1", "c4s2"), ("resnet-tiny", "rb3", "c8s1k1"), ("vgg-tiny", "conv2", "c16s3"),
-     ("vgg-tiny", "conv3", "c2s2k5")],
+    [
+        ("resnet-tiny", "rb1", "c4s2"),
+        ("resnet-tiny", "rb3", "c8s1k1"),
+        ("vgg-tiny", "conv2", "c16s3"),
+        ("vgg-tiny", "conv3", "c2s2k5"),
+    ],
 )
 def test_spike_bottleneck_streams_exactly(name, point, spec):
     model = coinf(name, point, spec)

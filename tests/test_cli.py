@@ -26,13 +26,11 @@ def test_models_table(capsys):
 
 
 def test_unknown_model_is_one_line_error():
-    proc = subprocess.run(
-        [sys.executable, "-m", "neucodex.cli", "models", "nope"], capture_output=True, text=True
-    )
+    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "models", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "neucodex: error: unknown model 'nope'; available: "
-        "resnet-tiny, resnet18, resnet34, resnet50, vgg-tiny, vgg11, vgg16"
+        "resnet-tiny, resnet18, resnet18-half, resnet34, resnet50, vgg-tiny, vgg11, vgg16"
     ]
     assert "Traceback" not in proc.stderr
 
@@ -40,8 +38,17 @@ def test_unknown_model_is_one_line_error():
 def test_datasets_list_and_load(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
-    for name in ("digits", "digits-dvs", "cifar10", "cifar100", "caltech101", "cifar10-dvs", "n-caltech101",
-                 "nmnist", "imagefolder"):
+    for name in (
+        "digits",
+        "digits-dvs",
+        "cifar10",
+        "cifar100",
+        "caltech101",
+        "cifar10-dvs",
+        "n-caltech101",
+        "nmnist",
+        "imagefolder",
+    ):
         assert f"\n{name} " in f"\n{out}"
     assert main(["datasets", "digits", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -99,8 +99,14 @@ def expect_codec_error(data: bytes) -> None:
         out = codec.decode(data)
     except CodecError:
         return
-    # A mutation may still be a valid packet; then it must decode to a binary/byte map.
-    assert out.dtype == torch.float32 and out.numel() <= codec.MAX_ELEMENTS
+    # A mutation may still be a valid packet; then it must decode to a binary (spike formats) or
+    # byte-valued (uint8) map of the shape its header declares.
+    hd = codec.read_header(data)
+    assert out.dtype == torch.float32 and tuple(out.shape) == hd["shape"]
+    if hd["format"] == "uint8":
+        assert torch.equal(out, torch.round(out * 255) / 255)
+    else:
+        assert bool(((out == 0) | (out == 1)).all())
 
 
 @settings(max_examples=300, deadline=None)

@@ -132,8 +132,9 @@ def test_cifar10_dvs_from_aedat4(tmp_path):
         d = tmp_path / "CIFAR10DVS" / cls
         d.mkdir(parents=True)
         for k in range(10):
-            writer = dv.io.MonoCameraWriter(str(d / f"cifar10_{cls}_{k}.aedat4"),
-                                            dv.io.MonoCameraWriter.EventOnlyConfig("DVS128", (128, 128)))
+            writer = dv.io.MonoCameraWriter(
+                str(d / f"cifar10_{cls}_{k}.aedat4"), dv.io.MonoCameraWriter.EventOnlyConfig("DVS128", (128, 128))
+            )
             store = dv.EventStore()
             for i in range(300):
                 store.push_back(1_000 + 100 * i, (i * 7 + k) % 128, (i * 13) % 128, bool(i % 2))
@@ -152,8 +153,11 @@ def write_cifar(root: Path, n_per_batch: int = 20) -> None:
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": [i % 10 for i in range(n_per_batch)], b"batch_label": name.encode()}
+        batch = {
+            b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+            b"labels": [i % 10 for i in range(n_per_batch)],
+            b"batch_label": name.encode(),
+        }
         (d / name).write_bytes(pickle.dumps(batch, protocol=2))
     (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}" for i in range(10)]}, protocol=2))
 
@@ -176,8 +180,11 @@ def test_cifar100_pickled_batches(tmp_path):
     d.mkdir()
     rng = np.random.default_rng(1)
     for name, n in (("train", 200), ("test", 100)):
-        (d / name).write_bytes(pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                                             b"fine_labels": [i % 100 for i in range(n)]}))
+        (d / name).write_bytes(
+            pickle.dumps(
+                {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": [i % 100 for i in range(n)]}
+            )
+        )
     (d / "meta").write_bytes(pickle.dumps({b"fine_label_names": [f"f{i}" for i in range(100)]}))
     assert len(build_dataset("cifar100", "test", root=tmp_path)) == 100
     assert len(build_dataset("cifar100", "train", root=tmp_path, size=16)[0][0][0]) == 16
@@ -211,8 +218,9 @@ def test_caltech101_class_folders(tmp_path):
     assert x.shape == (3, 24, 24)
 
 
-@pytest.mark.parametrize("spec", [s for s in list_datasets() if s.name not in ("digits", "digits-dvs")],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "spec", [s for s in list_datasets() if s.name not in ("digits", "digits-dvs")], ids=lambda s: s.name
+)
 def test_missing_root_is_clear(spec, tmp_path):
     with pytest.raises(DatasetMissingError) as e:
         build_dataset(spec.name, "train", root=tmp_path / "absent")
@@ -222,8 +230,11 @@ def test_missing_root_is_clear(spec, tmp_path):
 
 
 def test_missing_data_on_the_cli():
-    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "datasets", "cifar10", "--root", "/nonexistent"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neucodex.cli", "datasets", "cifar10", "--root", "/nonexistent"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("neucodex: error: dataset 'cifar10': file not found at /nonexistent")

@@ -13,6 +13,8 @@ import pytest
 
 from neucodex.cli import main
 
+pytestmark = pytest.mark.slow  # trains models or runs servers
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -23,9 +25,23 @@ def _alive(pid: int) -> bool:
 
 
 def _demo(tmp_path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "demo", "--quick", "--json", "--cache-dir",
-                           str(tmp_path / "cache"), "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neucodex.cli",
+            "demo",
+            "--quick",
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
@@ -66,8 +82,14 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
     for hw in ("45nm", "rolls"):
         mean = sum(p[f"edge_mj_{hw}"] for p in per) / 32
         assert mean == pytest.approx(r["energy"][hw]["co_inference_mj"])
-    for name in ("report.md", "report.json", "rate_accuracy.png", "energy_per_split_point.png",
-                 "latency_vs_bandwidth.png", "exit_histogram.png"):
+    for name in (
+        "report.md",
+        "report.json",
+        "rate_accuracy.png",
+        "energy_per_split_point.png",
+        "latency_vs_bandwidth.png",
+        "exit_histogram.png",
+    ):
         assert (run_dir / name).stat().st_size > 500
     assert "Table 3" in (run_dir / "report.md").read_text()
 

@@ -22,8 +22,25 @@ BOTTLENET_PP = [0.27, 0.60, 0.93, 1.33, 1.66, 1.99, 2.32, 2.72, 3.05, 3.38, 3.70
 
 
 def test_bottlenet_pp_row_of_table_3_is_reproduced(capsys):
-    assert main(["energy", "resnet50", "--dnn", "--scope", "paper", "--num-classes", "100", "--input-size", "32",
-                 "--samples", "1", "--json"]) == 0
+    assert (
+        main(
+            [
+                "energy",
+                "resnet50",
+                "--dnn",
+                "--scope",
+                "paper",
+                "--num-classes",
+                "100",
+                "--input-size",
+                "32",
+                "--samples",
+                "1",
+                "--json",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert [r["rb"] for r in rows] == [f"RB{k}" for k in range(1, 17)]
     assert [round(r["energy_mj"], 2) for r in rows] == BOTTLENET_PP

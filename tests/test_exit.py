@@ -85,8 +85,9 @@ def test_calibration_meets_the_target_on_its_split():
         policy, curve = calibrate(logits, labels, m, target_drop=0.5)
         r = evaluate_policy(logits, labels, policy)
         assert r["accuracy_all_T"] - r["accuracy"] <= 0.5 + 1e-9
-        assert r["mean_steps"] == min(c["mean_steps"] for c in curve
-                                      if r["accuracy_all_T"] - c["accuracy"] <= 0.5 + 1e-9)
+        assert r["mean_steps"] == min(
+            c["mean_steps"] for c in curve if r["accuracy_all_T"] - c["accuracy"] <= 0.5 + 1e-9
+        )
 
 
 def test_bad_policy():
@@ -97,13 +98,22 @@ def test_bad_policy():
 
 
 def test_calibrate_command(tmp_path, capsys):
-    cfg = load_config("tiny", [f"out={tmp_path}", "data.size=16", "data.limit=120", "model.T=3",
-                               "model.kwargs={widths: [8, 16, 16]}", "optim.epochs=2"])
+    cfg = load_config(
+        "tiny",
+        [
+            f"out={tmp_path}",
+            "data.size=16",
+            "data.limit=120",
+            "model.T=3",
+            "model.kwargs={widths: [8, 16, 16]}",
+            "optim.epochs=2",
+        ],
+    )
     m = pretrain(cfg, progress=False)
-    assert main(["calibrate", "--checkpoint", m["checkpoint"], "--json"]) == 0
+    assert main(["calibrate", "--checkpoint", m.checkpoint, "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert {row["measure"] for row in r["rows"]} == set(MEASURES)
     meta = json.loads((tmp_path / "tiny" / "backbone" / "model.json").read_text())
     assert meta["exit_policy"] == r["chosen"]["policy"]
     assert (tmp_path / "tiny" / "backbone" / "exit_tradeoff.png").stat().st_size > 1000
-    assert meta["sha256"] == m["model_id"]  # the weights, and so the model id, are unchanged
+    assert meta["sha256"] == m.model_id  # the weights, and so the model id, are unchanged

@@ -22,3 +22,11 @@ def test_readme_starts_with_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert readme_commands()[1] in ci
+
+
+def test_readme_python_blocks_run():
+    """The README's Python blocks, in order in one namespace, run as written."""
+    text = (ROOT / "README.md").read_text()
+    namespace: dict = {}
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 — our own documentation

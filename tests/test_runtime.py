@@ -18,14 +18,15 @@ from neucodex import codec
 from neucodex.accounting import measure_bits
 from neucodex.checkpoint import load_checkpoint
 from neucodex.cli import main
-from neucodex.config import from_dict
+from neucodex.evaluate import load_split, loader, predict
 from neucodex.exit import ExitPolicy, confidence, evaluate_policy, running_mean
 from neucodex.runtime import EdgeClient, RuntimeFailure, Server
 from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.process import spawn_server
 from neucodex.runtime.protocol import GENERATED, HERE, generate
-from neucodex.train import load_split, loader, predict
+
+pytestmark = pytest.mark.slow  # trains models or runs servers
 
 N = 24
 
@@ -34,7 +35,7 @@ N = 24
 def setup(coinference_checkpoint):
     """The checkpoint, its test samples, and their offline logits."""
     ck = load_checkpoint(coinference_checkpoint)
-    ds = Subset(load_split(from_dict(ck.meta["config"]), "test", ck.model.T), range(N))
+    ds = Subset(load_split(ck.info.experiment(), "test", ck.model.T), range(N))
     logits, labels = predict(ck.model, loader(ds, N, False, 0, 0), torch.device("cpu"))
     # a threshold inside the spread of confidences, so some samples exit early and some do not
     conf = confidence(running_mean(logits), "max_softmax")
@@ -55,23 +56,40 @@ def offline(setup, policy, indices=range(N)):
     r = evaluate_policy(logits[:, idx], labels[idx], policy)
     steps = torch.tensor(r["steps"])
     x = torch.stack([ds[i][0] for i in idx])
-    bits = [measure_bits(ck.model, x[j:j + 1], steps=steps[j:j + 1]).payload_bits for j in range(len(idx))]
+    bits = [measure_bits(ck.model, x[j : j + 1], steps=steps[j : j + 1]).payload_bits for j in range(len(idx))]
     return r["predictions"], r["steps"], bits
 
 
 def test_generated_protocol_is_up_to_date(tmp_path):
     pytest.importorskip("grpc_tools")
     for fresh in generate(tmp_path):
-        assert fresh.read_text() == (HERE / fresh.name).read_text(), f"regenerate {fresh.name}: python -m " \
-                                                                      "neucodex.runtime.protocol"
-    assert len(GENERATED) == 2
+        assert fresh.read_text() == (HERE / fresh.name).read_text(), (
+            f"regenerate {fresh.name}: python -m neucodex.runtime.protocol"
+        )
+    compared = sorted(p.name for p in generate(tmp_path))
+    assert compared == sorted(GENERATED) == sorted(p.name for p in HERE.glob("neucodex_pb2*.py"))  # none unchecked
 
 
 def test_edge_command_equals_offline_evaluation(setup, server, coinference_checkpoint, capsys):
     ck_dir = coinference_checkpoint
     ck, _, _, _, policy = setup
-    code = main(["edge", "--server", server.address, "--checkpoint", str(ck_dir), "--limit", str(N),
-                 "--token", "s3cret", "--threshold", repr(policy.threshold), "--json", "--quiet"])
+    code = main(
+        [
+            "edge",
+            "--server",
+            server.address,
+            "--checkpoint",
+            str(ck_dir),
+            "--limit",
+            str(N),
+            "--token",
+            "s3cret",
+            "--threshold",
+            repr(policy.threshold),
+            "--json",
+            "--quiet",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     preds, steps, bits = offline(setup, policy)
@@ -80,8 +98,10 @@ def test_edge_command_equals_offline_evaluation(setup, server, coinference_check
     assert [s["steps"] for s in samples] == steps
     assert [s["payload_bits"] for s in samples] == bits
     assert 1 <= out["summary"]["mean_steps"] < ck.model.T  # the policy exits early on some samples
-    assert all(s["status"] == "ok" and s["wire_bytes"] == s["payload_bits"] / 8 + s["steps"] * codec.HEADER_BYTES
-               for s in samples)
+    assert all(
+        s["status"] == "ok" and s["wire_bytes"] == s["payload_bits"] / 8 + s["steps"] * codec.HEADER_BYTES
+        for s in samples
+    )
 
 
 def test_eight_concurrent_edges_each_equal_offline(setup, server):
@@ -122,16 +142,19 @@ def _frame(t, packet, sample=0):
     return pb.EdgeMessage(frame=pb.Frame(sample=sample, timestep=t, packet=packet))
 
 
-@pytest.mark.parametrize("case, status, words", [
-    ("random bytes", grpc.StatusCode.INVALID_ARGUMENT, "bad magic"),
-    ("bad crc", grpc.StatusCode.INVALID_ARGUMENT, "CRC32"),
-    ("wrong shape", grpc.StatusCode.INVALID_ARGUMENT, "does not match the model"),
-    ("out of order", grpc.StatusCode.FAILED_PRECONDITION, "out of order"),
-    ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
-    ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
-    ("wrong token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
-    ("too large", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
-])
+@pytest.mark.parametrize(
+    "case, status, words",
+    [
+        ("random bytes", grpc.StatusCode.INVALID_ARGUMENT, "bad magic"),
+        ("bad crc", grpc.StatusCode.INVALID_ARGUMENT, "CRC32"),
+        ("wrong shape", grpc.StatusCode.INVALID_ARGUMENT, "does not match the model"),
+        ("out of order", grpc.StatusCode.FAILED_PRECONDITION, "out of order"),
+        ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
+        ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+        ("wrong token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
+        ("too large", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+    ],
+)
 def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, case, status, words):
     ck, ds, *_ = setup
     shape = ck.model.code_shape
@@ -194,11 +217,14 @@ def test_serve_drains_on_sigterm(coinference_checkpoint):
     assert "draining" in proc.stderr.read()
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["serve", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
-    (["serve", "--checkpoint", "X", "--tls-cert", "c.pem"], "both --tls-cert and --tls-key"),
-    (["edge", "--server", "127.0.0.1:1", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["serve", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
+        (["serve", "--checkpoint", "X", "--tls-cert", "c.pem"], "both --tls-cert and --tls-key"),
+        (["edge", "--server", "127.0.0.1:1", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
+    ],
+)
 def test_runtime_cli_errors_are_one_line(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -206,7 +232,7 @@ def test_runtime_cli_errors_are_one_line(argv, words, capsys):
 
 
 def test_serving_a_backbone_is_refused(coinference_checkpoint, capsys):
-    backbone = load_checkpoint(coinference_checkpoint).meta["backbone"]["path"]
+    backbone = str(load_checkpoint(coinference_checkpoint).info.backbone_path)
     assert main(["serve", "--checkpoint", backbone, "--port", "0"]) == 2
     assert "has no bottleneck" in capsys.readouterr().err
 
@@ -231,9 +257,28 @@ def test_tls_and_token(setup, tmp_path):
     if subprocess.run(["openssl", "version"], capture_output=True).returncode != 0:
         pytest.skip("openssl is not available to make a test certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     ck, ds, *_ = setup
     srv = Server(ck, "localhost", 0, token="t", tls=(key.read_bytes(), cert.read_bytes())).start()
     try:

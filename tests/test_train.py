@@ -15,11 +15,22 @@ from neucodex.bottleneck import CoInferenceModel
 from neucodex.checkpoint import CheckpointError, load_checkpoint
 from neucodex.config import ConfigError, load_config, presets
 from neucodex.data import build_dataset
+from neucodex.evaluate import load_split, loader, predict
 from neucodex.sweep import run_sweep, summarize, sweep_dir
-from neucodex.train import classification_loss, finetune, load_split, loader, predict, pretrain
+from neucodex.train import classification_loss, finetune, pretrain
 
-TINY = ["data.size=16", "data.limit=96", "model.T=2", "model.kwargs={widths: [4, 8, 8]}", "optim.epochs=1",
-        "optim.batch_size=32", "finetune.epochs=1", "finetune.batch_size=32"]
+pytestmark = pytest.mark.slow  # trains models or runs servers
+
+TINY = [
+    "data.size=16",
+    "data.limit=96",
+    "model.T=2",
+    "model.kwargs={widths: [4, 8, 8]}",
+    "optim.epochs=1",
+    "optim.batch_size=32",
+    "finetune.epochs=1",
+    "finetune.batch_size=32",
+]
 
 
 def cfg_for(tmp_path, *extra):
@@ -53,13 +64,13 @@ def test_per_timestep_loss_is_mean_of_cumulative_ce():
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     cfg = cfg_for(tmp_path)
     m = pretrain(cfg, progress=False)
-    ck = load_checkpoint(m["checkpoint"])
-    assert ck.model_id == m["model_id"] and len(ck.model_id) == 64
-    assert ck.meta["dataset"]["name"] == "digits" and ck.meta["config"]["model"]["T"] == 2
+    ck = load_checkpoint(m.checkpoint)
+    assert ck.model_id == m.model_id and len(ck.model_id) == 64
+    assert ck.info.dataset["name"] == "digits" and ck.info.experiment().model.T == 2 and ck.info.model.T == 2
     test = loader(load_split(cfg, "test"), 32, False, 0, 0)
     again, labels = predict(ck.model, test, torch.device("cpu"))
-    assert 100 * (again.mean(0).argmax(-1) == labels).float().mean().item() == pytest.approx(m["test_accuracy"])
-    ck2 = load_checkpoint(m["checkpoint"])
+    assert 100 * (again.mean(0).argmax(-1) == labels).float().mean().item() == pytest.approx(m.test_accuracy)
+    ck2 = load_checkpoint(m.checkpoint)
     assert torch.equal(predict(ck2.model, test, torch.device("cpu"))[0], again)
 
 
@@ -67,18 +78,18 @@ def test_resume_continues_where_it_stopped(tmp_path):
     straight = pretrain(cfg_for(tmp_path, "name=a", "optim.epochs=2"), progress=False)
     pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=1"), progress=False)  # "stopped" after one epoch
     resumed = pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=2"), resume=True, progress=False)
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
-    a, b = load_checkpoint(straight["checkpoint"]).model, load_checkpoint(resumed["checkpoint"]).model
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    a, b = load_checkpoint(straight.checkpoint).model, load_checkpoint(resumed.checkpoint).model
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
-    assert resumed["model_id"] == straight["model_id"]
+    assert resumed.model_id == straight.model_id
 
 
 def test_bad_checkpoints_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at .*expected model.json and model.safetensors"):
         load_checkpoint(tmp_path / "nothing")
     m = pretrain(cfg_for(tmp_path), progress=False)
-    d = m["checkpoint"]
+    d = m.checkpoint
     meta_path = tmp_path / "tiny" / "backbone" / "model.json"
     meta = json.loads(meta_path.read_text())
     meta["model"]["kwargs"]["widths"] = [4, 8, 16]  # a different model than the weights
@@ -94,26 +105,46 @@ def test_bad_checkpoints_are_clear(tmp_path):
 
 
 def test_cli_bad_checkpoint_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "neucodex.cli", "finetune", "--checkpoint", str(tmp_path / "x"),
-                           "--point", "conv2", "--bottleneck", "c8s4", "--quiet"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "neucodex.cli",
+            "finetune",
+            "--checkpoint",
+            str(tmp_path / "x"),
+            "--point",
+            "conv2",
+            "--bottleneck",
+            "c8s4",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"neucodex: error: no checkpoint at {tmp_path / 'x'}: expected model.json and model.safetensors there"]
+        f"neucodex: error: no checkpoint at {tmp_path / 'x'}: expected model.json and model.safetensors there"
+    ]
 
 
 def test_finetune_and_sweep(tmp_path):
-    cfg = cfg_for(tmp_path, "sweep.bottlenecks=[c4s2, c2s4]")
+    cfg = cfg_for(tmp_path, "sweep.bottlenecks=[c4s2, c2s4, c2s16]")
     pretrain(cfg, progress=False)
     m = finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)
-    assert m["bits"]["payload_bits"] <= 4 * 2 * 2 * 2  # at most 4x2x2 bits per step (auto picks ≤ bitmap)
-    assert m["drop"] == pytest.approx(m["backbone_test_accuracy"] - m["test_accuracy"])
-    ck = load_checkpoint(m["checkpoint"])
+    assert m.bits.payload_bits <= 4 * 2 * 2 * 2  # at most 4x2x2 bits per step (auto picks ≤ bitmap)
+    assert m.drop == pytest.approx(m.backbone_test_accuracy - m.test_accuracy)
+    assert m.to_dict()["drop"] == m.drop and m.to_dict()["bits"]["payload_bits"] == m.bits.payload_bits
+    ck = load_checkpoint(m.checkpoint)
     assert isinstance(ck.model, CoInferenceModel) and ck.model.point == "conv2"
 
     rows = run_sweep(cfg, cfg.run_dir / "backbone", points=["conv2"], progress=False)
-    assert [r["bottleneck"] for r in rows] == ["c4s2k3", "c2s4k3"]
+    assert [r["bottleneck"] for r in rows] == ["c4s2k3", "c2s4k3", "c2s16"]
+    assert "error" not in rows[0] and "stride 16 is larger" in rows[2]["error"]  # reported, not skipped
     result = summarize(sweep_dir(cfg), tolerance=100.0)
-    assert result["best"]["payload_bits"] == min(r["payload_bits"] for r in rows)  # all within tolerance
+    built = [r for r in rows if "error" not in r]
+    assert result["best"]["payload_bits"] == min(r["payload_bits"] for r in built)  # all within tolerance
+    assert "failed: " in (sweep_dir(cfg) / "results.md").read_text()
     strict = summarize(sweep_dir(cfg), tolerance=-1000.0)
     assert strict["best"] is None and not any(r["selected"] for r in strict["rows"])
     for ext in ("csv", "json", "md"):
@@ -137,12 +168,27 @@ def test_config_overrides_and_errors(tmp_path):
 def test_same_command_under_torchrun(tmp_path):
     """Data-parallel (DDP, gloo on CPU): two processes run the ordinary train command."""
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "neucodex.cli", "train", "--out", str(tmp_path), "--quiet", "--json",
-         *[a for s in TINY for a in ("--set", s)]],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "neucodex.cli",
+            "train",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--json",
+            *[a for s in TINY for a in ("--set", s)],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    metrics = json.loads(proc.stdout[proc.stdout.index("{"):])
+    metrics = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert metrics["epochs"] == 1 and load_checkpoint(metrics["checkpoint"]).model_id == metrics["model_id"]
 
 
@@ -152,8 +198,13 @@ def test_code_rate_penalty_enters_the_loss(tmp_path):
     pretrain(cfg, progress=False)
     losses = []
     for penalty in (0.0, 5.0):
-        c = cfg_for(tmp_path, "data.limit=32", "finetune.epochs=1", "finetune.batch_size=32",
-                    f"finetune.code_rate_penalty={penalty}")
+        c = cfg_for(
+            tmp_path,
+            "data.limit=32",
+            "finetune.epochs=1",
+            "finetune.batch_size=32",
+            f"finetune.code_rate_penalty={penalty}",
+        )
         m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"p{penalty}", progress=False)
-        losses.append(m["history"][0]["train_loss"])
+        losses.append(m.history[0]["train_loss"])
     assert 0 < losses[1] - losses[0] <= 5.0  # λ x a firing rate in (0, 1]

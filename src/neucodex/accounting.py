@@ -1,6 +1,6 @@
 """Bits on the wire, counted from real encoded packets, and the three compression ratios.
 
-Ratios, each named by what it is measured against (DESIGN.md):
+Ratios, each named by what it is measured against:
 
 - ``vs_float32``: the float32 feature tensor at the split point, once (DNN / BottleNet++ convention);
 - ``vs_spikes``: the binary spike features at the split point over all T timesteps
@@ -19,6 +19,7 @@ import torch
 
 from . import codec
 from .bottleneck import CoInferenceModel
+from .errors import NeucodexError
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class BitReport:
     input_bits: int  # one input sample at 8 bits per value
     formats: dict[str, int]  # how many packets each format won
     per_sample_bits: tuple[int, ...] = field(default=(), repr=False)  # payload bits of each sample, in order
+    per_sample_wire_bytes: tuple[int, ...] = field(default=(), repr=False)  # codec bytes of each sample, in order
 
     @property
     def vs_float32(self) -> float:
@@ -50,7 +52,7 @@ class BitReport:
     def to_dict(self) -> dict:
         """The means and ratios (per-sample bits left out: they would bloat checkpoint metadata)."""
         d = asdict(self)
-        del d["per_sample_bits"]
+        del d["per_sample_bits"], d["per_sample_wire_bytes"]
         d.update(vs_float32=self.vs_float32, vs_spikes=self.vs_spikes, vs_input=self.vs_input)
         return d
 
@@ -82,18 +84,20 @@ def measure_bits(
     steps_sent = torch.full((B,), T) if steps is None else steps.to(torch.long).clamp(1, T)
     payload = wire = 0
     formats: dict[str, int] = {}
-    per_sample = []
+    per_sample, per_sample_wire = [], []
     fmt = format if model.spiking else "uint8"
     for b in range(B):
-        sample = 0
+        sample = sample_wire = 0
         for t in range(int(steps_sent[b])):
             pkt = codec.encode(code[t, b], fmt, timestep=t, channel_probs=channel_probs)
             sample += (len(pkt) - codec.HEADER_BYTES) * 8
-            wire += len(pkt)
+            sample_wire += len(pkt)
             name = codec.read_header(pkt)["format"]
             formats[name] = formats.get(name, 0) + 1
         per_sample.append(sample)
+        per_sample_wire.append(sample_wire)
         payload += sample
+        wire += sample_wire
     c, h, w = model.feature_shape
     sample_values = x[0].numel() if x.dim() == 4 else x[:, 0].numel()
     return BitReport(
@@ -106,21 +110,30 @@ def measure_bits(
         input_bits=sample_values * 8,
         formats=formats,
         per_sample_bits=tuple(per_sample),
+        per_sample_wire_bytes=tuple(per_sample_wire),
     )
 
 
-def measure_bits_batches(model: CoInferenceModel, batches: Iterable[torch.Tensor], format: str = "auto",
-                         **kw) -> BitReport:
+def measure_bits_batches(
+    model: CoInferenceModel, batches: Iterable[torch.Tensor], format: str = "auto", **kw
+) -> BitReport:
     """:func:`measure_bits` over many batches, combined per sample."""
     reports = [measure_bits(model, x, format, **kw) for x in batches]
     if not reports:
-        raise ValueError("no batches to measure")
+        raise NeucodexError("no batches to measure")
     n = sum(r.samples for r in reports)
     formats: dict[str, int] = {}
     for r in reports:
         for k, v in r.formats.items():
             formats[k] = formats.get(k, 0) + v
     mean = lambda attr: sum(getattr(r, attr) * r.samples for r in reports) / n  # noqa: E731
-    return replace(reports[0], samples=n, timesteps=mean("timesteps"), payload_bits=mean("payload_bits"),
-                   wire_bytes=mean("wire_bytes"), formats=formats,
-                   per_sample_bits=tuple(b for r in reports for b in r.per_sample_bits))
+    return replace(
+        reports[0],
+        samples=n,
+        timesteps=mean("timesteps"),
+        payload_bits=mean("payload_bits"),
+        wire_bytes=mean("wire_bytes"),
+        formats=formats,
+        per_sample_bits=tuple(b for r in reports for b in r.per_sample_bits),
+        per_sample_wire_bytes=tuple(b for r in reports for b in r.per_sample_wire_bytes),
+    )

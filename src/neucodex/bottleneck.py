@@ -17,7 +17,7 @@ import torch
 from spikingjelly.activation_based import layer
 from torch import nn
 
-from .errors import NeucodexError
+from .errors import InvalidArgumentError, NeucodexError
 from .models import Backbone, Stages
 from .models.layers import NeuronConfig, make_neuron, make_norm
 from .split import feature_shape, stage_index
@@ -33,7 +33,7 @@ class BottleneckConfig:
 
     def __post_init__(self) -> None:
         if self.channels < 1 or self.stride < 1 or self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"bad bottleneck {self}: channels ≥ 1, stride ≥ 1, odd kernel ≥ 1")
+            raise InvalidArgumentError(f"bad bottleneck {self}: channels ≥ 1, stride ≥ 1, odd kernel ≥ 1")
 
     @property
     def name(self) -> str:
@@ -82,7 +82,7 @@ def make_bottleneck(
     c, h, w = shape
     pad = cfg.kernel // 2
     if cfg.stride > min(h, w):
-        raise ValueError(f"stride {cfg.stride} is larger than the {h}x{w} feature map")
+        raise InvalidArgumentError(f"stride {cfg.stride} is larger than the {h}x{w} feature map")
     conv = layer.Conv2d(c, cfg.channels, cfg.kernel, cfg.stride, pad, bias=False)
     deconv = _deconv(cfg, shape)
     if neuron_cfg.spiking:

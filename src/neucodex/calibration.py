@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint, read_meta
-from .config import from_dict
-from .exit import MEASURES, calibrate, evaluate_policy
-from .train import load_split, loader, predict, resolve_device
+from .checkpoint import load_checkpoint, update_info
+from .evaluate import load_split, loader, predict, resolve_device
+from .exit import MEASURES, ExitPolicy, calibrate, evaluate_policy
 
 
 def checkpoint_logits(ck_dir: str | Path, split: str, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Per-timestep logits ``[T, N, K]`` and labels of a checkpoint on a split of its own dataset."""
     ck = load_checkpoint(ck_dir)
-    cfg = from_dict(ck.meta["config"])
+    cfg = ck.info.experiment()
     T = ck.model.T
     data = loader(load_split(cfg, split, T), cfg.optim.batch_size, False, cfg.seed, cfg.workers)
     dev = resolve_device(device)
     return predict(ck.model.to(dev), data, dev)
 
 
-def calibrate_checkpoint(ck_dir: str | Path, target_drop: float = 0.5, measures=MEASURES, min_steps: int = 1,
-                         device: str = "auto", plot: bool = True) -> dict:
+def calibrate_checkpoint(
+    ck_dir: str | Path,
+    target_drop: float = 0.5,
+    measures=MEASURES,
+    min_steps: int = 1,
+    device: str = "auto",
+    plot: bool = True,
+) -> dict:
     """Calibrate every measure on val, evaluate on test, plot, and store the best policy in model.json."""
     val_logits, val_labels = checkpoint_logits(ck_dir, "val", device)
     test_logits, test_labels = checkpoint_logits(ck_dir, "test", device)
@@ -34,18 +38,28 @@ def calibrate_checkpoint(ck_dir: str | Path, target_drop: float = 0.5, measures=
         val = evaluate_policy(val_logits, val_labels, policy)
         test = evaluate_policy(test_logits, test_labels, policy)
         curves[m] = curve
-        rows.append({"measure": m, "threshold": policy.threshold, "policy": policy.to_dict(),
-                     "val_mean_steps": val["mean_steps"], "val_accuracy": val["accuracy"],
-                     "val_accuracy_all_T": val["accuracy_all_T"], "test_mean_steps": test["mean_steps"],
-                     "test_accuracy": test["accuracy"], "test_accuracy_all_T": test["accuracy_all_T"],
-                     "test_drop": test["accuracy_all_T"] - test["accuracy"], "test_histogram": test["histogram"]})
+        rows.append(
+            {
+                "measure": m,
+                "threshold": policy.threshold,
+                "policy": policy.to_dict(),
+                "val_mean_steps": val["mean_steps"],
+                "val_accuracy": val["accuracy"],
+                "val_accuracy_all_T": val["accuracy_all_T"],
+                "test_mean_steps": test["mean_steps"],
+                "test_accuracy": test["accuracy"],
+                "test_accuracy_all_T": test["accuracy_all_T"],
+                "test_drop": test["accuracy_all_T"] - test["accuracy"],
+                "test_histogram": test["histogram"],
+            }
+        )
     best = min(rows, key=lambda r: (r["val_mean_steps"], -r["val_accuracy"]))
     d = Path(ck_dir)
-    meta = read_meta(d)
-    meta["exit_policy"] = best["policy"]
-    meta["exit_calibration"] = {"target_drop": target_drop, "split": "val", "rows": rows}
-    (d / "model.json.tmp").write_text(json.dumps(meta, indent=1, default=str))
-    (d / "model.json.tmp").replace(d / "model.json")
+    update_info(
+        d,
+        exit_policy=ExitPolicy.from_dict(best["policy"]),
+        exit_calibration={"target_drop": target_drop, "split": "val", "rows": rows},
+    )
     result = {"T": int(val_logits.shape[0]), "target_drop": target_drop, "rows": rows, "chosen": best}
     if plot:
         result["plot"] = str(plot_curves(curves, rows, int(val_logits.shape[0]), d / "exit_tradeoff.png"))

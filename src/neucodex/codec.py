@@ -103,8 +103,9 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
     pad = (flags >> _SPARSE_PAD_SHIFT) & 7
     total = len(payload) * 8 - pad
     if total < 0 or total % width or total // width > n or (not payload and pad):
-        raise CodecError(f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} "
-                         f"{width}-bit indices")
+        raise CodecError(
+            f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} {width}-bit indices"
+        )
     raw = np.unpackbits(np.frombuffer(payload, np.uint8))
     if raw[total:].any():
         raise CodecError("sparse padding bits are not zero")
@@ -255,16 +256,34 @@ def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
     (crc,) = _CRC.unpack_from(data, _HEADER.size)
     if zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[: _HEADER.size])) != crc:
         raise CodecError("packet CRC32 mismatch (corrupted in transit)")
-    return {"format": _FORMAT_NAMES[fmt], "flags": flags, "timestep": timestep,
-            "shape": (n, c, h, w), "payload": data[HEADER_BYTES:]}
+    return {
+        "format": _FORMAT_NAMES[fmt],
+        "flags": flags,
+        "timestep": timestep,
+        "shape": (n, c, h, w),
+        "payload": data[HEADER_BYTES:],
+    }
 
 
 def decode_packet(
-    data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS
+    data: bytes,
+    *,
+    channel_probs: np.ndarray | None = None,
+    max_elements: int = MAX_ELEMENTS,
+    expected_shape: tuple[int, ...] | None = None,
 ) -> Packet:
-    """Decode a packet into a float32 tensor of its declared shape, plus format and timestep."""
+    """Decode a packet into a float32 tensor of its declared shape, plus format and timestep.
+
+    ``expected_shape`` (``[C, H, W]`` or ``[N, C, H, W]``): refuse any other declared shape before
+    anything is allocated — what a server that knows its model's code shape passes.
+    """
     hd = read_header(data, max_elements)
     shape4, payload, fmt = hd["shape"], hd["payload"], hd["format"]
+    if expected_shape is not None and shape4 != _shape4(tuple(expected_shape)):
+        raise CodecError(
+            f"declared shape {'x'.join(map(str, shape4))} is not the expected "
+            f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
+        )
     n = int(np.prod(shape4))
     if fmt == "bitmap":
         if len(payload) != (n + 7) // 8:

@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 
 from .calibration import calibrate_checkpoint
-from .checkpoint import load_checkpoint, read_meta
+from .checkpoint import load_checkpoint, read_info
 from .config import load_config
 from .data.images import cache_root
+from .evaluate import load_split
 from .report import write_report
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
 from .runtime.process import spawn_server, stop_server
-from .train import finetune, load_split, pretrain
+from .train import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24
@@ -52,7 +53,7 @@ def run_demo(
     run = cfg.run_dir
     backbone_dir = run / "backbone"
     coinf_dir = run / f"coinference-{cfg.coinference.point}-{cfg.coinference.bottleneck}"
-    reused = (coinf_dir / "model.json").is_file() and bool(read_meta(coinf_dir).get("exit_policy"))
+    reused = (coinf_dir / "model.json").is_file() and read_info(coinf_dir).exit_policy is not None
     _say(
         f"[1/5] {'reusing' if reused else 'training'} the tiny backbone and co-inference model on "
         f"{cfg.data.name} in {run}",

@@ -49,8 +49,9 @@ class RadioProfile:
 
 HARDWARE = {
     "45nm": HardwareProfile("45nm", 4.6, 0.9, "Horowitz, ISSCC 2014 (32-bit float, 45 nm), as SpikeBottleNet"),
-    "rolls": HardwareProfile("rolls", 4.6, 0.077, "ROLLS, Qiao et al. 2015: 77 fJ per SyOP; real-input layers at "
-                                                  "45 nm MAC cost"),
+    "rolls": HardwareProfile(
+        "rolls", 4.6, 0.077, "ROLLS, Qiao et al. 2015: 77 fJ per SyOP; real-input layers at 45 nm MAC cost"
+    ),
 }
 RADIOS = {
     "wifi": RadioProfile("wifi", 283.17, "Huang et al., MobiSys 2012: Wi-Fi uplink 283.17 mW/Mbps"),
@@ -65,12 +66,15 @@ def hardware_profile(name_or_file: str) -> HardwareProfile:
         return HARDWARE[name_or_file]
     path = Path(name_or_file)
     if not path.is_file():
-        raise NeucodexError(f"unknown hardware profile {name_or_file!r}: use {', '.join(HARDWARE)} or a YAML file "
-                            "with name, mac_pj, ac_pj")
+        raise NeucodexError(
+            f"unknown hardware profile {name_or_file!r}: use {', '.join(HARDWARE)} or a YAML file "
+            "with name, mac_pj, ac_pj"
+        )
     try:
         d = yaml.safe_load(path.read_text())
-        return HardwareProfile(str(d.get("name", path.stem)), float(d["mac_pj"]), float(d["ac_pj"]),
-                               str(d.get("source", path)))
+        return HardwareProfile(
+            str(d.get("name", path.stem)), float(d["mac_pj"]), float(d["ac_pj"]), str(d.get("source", path))
+        )
     except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise NeucodexError(f"{path} is not a hardware profile (need mac_pj and ac_pj numbers): {e}") from None
 
@@ -136,6 +140,7 @@ def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
             paper = stage in model.split_points and ".shortcut" not in f".{name}" and not first
             first = False
             records.append(LayerOps(stage, name, dense, rates, paper))
+
         return hook
 
     for stage, sub in model.stages.named_children():
@@ -186,8 +191,14 @@ def energy(ops: list[LayerOps], profile: HardwareProfile, steps: int = 1) -> tup
     return macs, acs, (macs * profile.mac_pj + acs * profile.ac_pj) * 1e-9
 
 
-def edge_energy(model: Backbone, ops: list[LayerOps], upto: str, profile: HardwareProfile, scope: str = "full",
-                steps: int | None = None) -> EdgeEnergy:
+def edge_energy(
+    model: Backbone,
+    ops: list[LayerOps],
+    upto: str,
+    profile: HardwareProfile,
+    scope: str = "full",
+    steps: int | None = None,
+) -> EdgeEnergy:
     """Energy of running ``model`` up to stage ``upto`` (a split point, or ``encoder``) for ``steps``."""
     steps = steps if steps is not None else (model.T if model.spiking else 1)
     layers = _edge_layers(ops, model, upto, scope)
@@ -206,13 +217,111 @@ def per_split_point(model: Backbone, x: torch.Tensor, profile: HardwareProfile, 
     return out
 
 
-def whole_model_energy(model: Backbone, ops: list[LayerOps], profile: HardwareProfile,
-                       steps: int | None = None) -> float:
-    """mJ of running the whole network on the edge (edge-only deployment)."""
-    steps = steps if steps is not None else (model.T if model.spiking else 1)
-    return energy(ops, profile, steps)[2]
-
-
 def radio_mj(bits: float, radio: RadioProfile) -> float:
     return bits * radio.nj_per_bit * 1e-6
 
+
+@dataclass
+class SplitPointEnergy:
+    """What ``neucodex energy`` prints: per split point MACs, ACs and mJ of one model."""
+
+    arch: str
+    kind: str  # SNN or DNN
+    steps: int
+    rows: list[dict]
+    note: str = ""
+
+
+def split_point_energy(
+    checkpoint: str | None,
+    model_name: str = "resnet18",
+    *,
+    dnn: bool = False,
+    dataset: str | None = None,
+    samples: int = 16,
+    profile: HardwareProfile | None = None,
+    scope: str = "full",
+    T: int = 4,
+    input_size: int = 32,
+    num_classes: int = 10,
+    in_channels: int = 3,
+) -> SplitPointEnergy:
+    """Edge energy up to every split point of a trained checkpoint (its firing rates on its test
+    samples; a co-inference checkpoint's backbone) or of an untrained model on random input."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint, read_info
+    from .config import load_config
+    from .evaluate import load_split, to_model_input
+    from .models import create_model
+
+    profile = profile or HARDWARE["45nm"]
+    cfg, note = None, ""
+    if checkpoint is not None:
+        info = read_info(checkpoint)
+        ck = load_checkpoint(info.backbone_path if info.is_coinference else checkpoint)
+        model, cfg = ck.model, ck.info.experiment()
+        if dnn and model.spiking:
+            raise NeucodexError("--dnn with an SNN checkpoint: the counts would be the twin's; drop --checkpoint")
+    else:
+        model = create_model(
+            model_name, spiking=not dnn, T=T, input_size=input_size, num_classes=num_classes, in_channels=in_channels
+        )
+    if dataset:
+        base = cfg or load_config("tiny")
+        cfg = replace(base, data=replace(base.data, name=dataset, size=model.input_size, limit=None))
+    if cfg is not None:
+        ds = load_split(cfg, "test", model.T)
+        x = to_model_input(torch.stack([ds[i][0] for i in range(min(samples, len(ds)))]), torch.device("cpu"))
+    else:
+        x = torch.rand(samples, model.in_channels, model.input_size, model.input_size)
+    if model.spiking and checkpoint is None:
+        model.train()  # batch statistics: an untrained SNN's eval-mode BN leaves every neuron silent
+        note = "firing rates of an untrained SNN (batch statistics); pass --checkpoint for a trained model's"
+    rows = per_split_point(model, x, profile, scope)
+    return SplitPointEnergy(model.arch, "SNN" if model.spiking else "DNN", model.T if model.spiking else 1, rows, note)
+
+
+def coinference_energy(
+    model: Backbone,
+    backbone: Backbone,
+    dnn: Backbone,
+    x: torch.Tensor,
+    steps: torch.Tensor,
+    bits_exit,
+    bits_all,
+    radio: RadioProfile,
+) -> tuple[dict, dict]:
+    """Edge energy per sample of co-inference (compute up to the encoder for the timesteps each
+    sample ran, plus the radio for its on-wire bytes) against edge-only SNN and DNN and
+    cloud-only, at 45 nm and on ROLLS; and each sample's co-inference edge energy.
+
+    ``bits_exit`` / ``bits_all``: :class:`~neucodex.accounting.BitReport` with and without early exit.
+    """
+    T = model.T
+    ops_co, ops_bb, ops_dnn = count_ops(model, x), count_ops(backbone, x), count_ops(dnn, x)
+    dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
+    energies, per_sample = {}, {}
+    for hw in ("45nm", "rolls"):
+        prof = HARDWARE[hw]
+        per_step = [edge_energy(model, ops_co, "encoder", prof, "full", s).energy_mj for s in range(1, T + 1)]
+        compute = sum(per_step[int(s) - 1] for s in steps) / len(steps)
+        radio_co = radio_mj(bits_exit.wire_bytes * 8, radio)
+        co = compute + radio_co
+        snn_only = energy(ops_bb, prof, T)[2]
+        per_sample[hw] = [
+            per_step[int(s) - 1] + radio_mj(8 * b, radio)
+            for s, b in zip(steps, bits_exit.per_sample_wire_bytes, strict=True)
+        ]
+        energies[hw] = {
+            "co_inference_compute_mj": compute,
+            "co_inference_radio_mj": radio_co,
+            "co_inference_mj": co,
+            "co_inference_all_T_mj": per_step[-1] + radio_mj(bits_all.wire_bytes * 8, radio),
+            "edge_only_snn_mj": snn_only,
+            "edge_only_dnn_mj": dnn_only,
+            "cloud_only_mj": radio_mj(bits_exit.input_bits, radio),
+            "reduction_vs_edge_only_snn": 1 - co / snn_only,
+            "reduction_vs_edge_only_dnn": 1 - co / dnn_only,
+        }
+    return energies, per_sample

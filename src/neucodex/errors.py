@@ -10,3 +10,7 @@ class UnknownNameError(NeucodexError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidArgumentError(NeucodexError, ValueError):
+    """A value a builder or parser cannot use (a bad option, shape, size or count)."""

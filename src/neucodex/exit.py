@@ -43,7 +43,8 @@ def confidence(mean_logits: torch.Tensor, measure: str) -> torch.Tensor:
 def running_mean(logits: torch.Tensor) -> torch.Tensor:
     """``[T, B, K]`` per-timestep logits → running means over 1..t."""
     T = logits.shape[0]
-    return logits.float().cumsum(0) / torch.arange(1, T + 1, dtype=torch.float32).view(T, *[1] * (logits.dim() - 1))
+    steps = torch.arange(1, T + 1, dtype=torch.float32, device=logits.device)
+    return logits.float().cumsum(0) / steps.view(T, *[1] * (logits.dim() - 1))
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,29 @@ class ExitPolicy:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> ExitPolicy:
-        """The policy a checkpoint stores (``exit_policy`` in model.json); none stored: never exit early."""
-        return cls(**d) if d else cls()
+        """The policy a checkpoint stores (``exit_policy`` in model.json); none stored: never exit early.
+
+        Checked field by field, so a tampered file fails here with one line, not later in a session.
+        """
+        if not d:
+            return cls()
+        if not isinstance(d, dict):
+            raise NeucodexError(f"an exit policy must be an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise NeucodexError(
+                f"unknown exit-policy field {unknown[0]!r}; fields: measure, threshold, min_steps, max_steps"
+            )
+        th = d.get("threshold", 2.0)
+        if isinstance(th, bool) or not isinstance(th, int | float) or not math.isfinite(th):
+            raise NeucodexError(f"exit-policy threshold must be a number, got {th!r}")
+        for key in ("min_steps", "max_steps"):
+            v = d.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise NeucodexError(f"exit-policy {key} must be an integer, got {v!r}")
+        if not isinstance(d.get("measure", "max_softmax"), str):
+            raise NeucodexError(f"exit-policy measure must be a string, got {d['measure']!r}")
+        return cls(d.get("measure", "max_softmax"), float(th), d.get("min_steps", 1), d.get("max_steps"))
 
 
 def evaluate_policy(logits: torch.Tensor, labels: torch.Tensor, policy: ExitPolicy) -> dict:
@@ -122,8 +144,9 @@ def tradeoff_curve(logits: torch.Tensor, labels: torch.Tensor, measure: str, min
     return out
 
 
-def calibrate(logits: torch.Tensor, labels: torch.Tensor, measure: str, target_drop: float = 0.5,
-              min_steps: int = 1) -> tuple[ExitPolicy, list[dict]]:
+def calibrate(
+    logits: torch.Tensor, labels: torch.Tensor, measure: str, target_drop: float = 0.5, min_steps: int = 1
+) -> tuple[ExitPolicy, list[dict]]:
     """The threshold with the fewest mean timesteps whose accuracy drop against running all T is
     ≤ ``target_drop`` percentage points, on a validation split (not the test split)."""
     curve = tradeoff_curve(logits, labels, measure, min_steps)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .bottleneck import CoInferenceModel
+from .errors import InvalidArgumentError
 from .models import Backbone
 
 
@@ -47,8 +48,9 @@ class Link:
         return bits / self.bandwidth_bps * 1000.0
 
 
-def co_inference_ms(t: Timings, link: Link, steps: float, bits_per_step: float, device_factor: float = 1.0,
-                    pipeline: bool = True) -> float:
+def co_inference_ms(
+    t: Timings, link: Link, steps: float, bits_per_step: float, device_factor: float = 1.0, pipeline: bool = True
+) -> float:
     edge = t.edge_step * device_factor
     wait = link.tx_ms(bits_per_step) + link.rtt_ms + t.cloud_step
     if not pipeline:
@@ -59,7 +61,7 @@ def co_inference_ms(t: Timings, link: Link, steps: float, bits_per_step: float, 
 def edge_only_ms(t: Timings, device_factor: float = 1.0, dnn: bool = False) -> float:
     full = t.dnn_full if dnn else t.edge_full
     if full is None:
-        raise ValueError("no DNN timing measured")
+        raise InvalidArgumentError("no DNN timing measured")
     return full * device_factor
 
 
@@ -67,8 +69,17 @@ def cloud_only_ms(t: Timings, link: Link, input_bits: float) -> float:
     return link.tx_ms(input_bits) + link.rtt_ms + t.cloud_full
 
 
-def latency_table(t: Timings, bandwidths_bps: list[float], rtt_ms: float, *, input_bits: float, T: int,
-                  exit_steps: float, bits_per_step: float, device_factor: float) -> list[dict]:
+def latency_table(
+    t: Timings,
+    bandwidths_bps: list[float],
+    rtt_ms: float,
+    *,
+    input_bits: float,
+    T: int,
+    exit_steps: float,
+    bits_per_step: float,
+    device_factor: float,
+) -> list[dict]:
     """One row per bandwidth: every deployment's latency (ms) and co-inference's ratios."""
     rows = []
     for bw in bandwidths_bps:
@@ -100,8 +111,9 @@ def _time_ms(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
-def measure_timings(model: CoInferenceModel, backbone: Backbone, x: torch.Tensor, dnn: Backbone | None = None,
-                    repeats: int = 5) -> Timings:
+def measure_timings(
+    model: CoInferenceModel, backbone: Backbone, x: torch.Tensor, dnn: Backbone | None = None, repeats: int = 5
+) -> Timings:
     """Single-sample times of each part on this machine; ``x`` one sample ``[C, H, W]`` or ``[T, C, H, W]``."""
     model.eval()
     T = model.T

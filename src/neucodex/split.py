@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from spikingjelly.activation_based import functional
 
 from .errors import UnknownNameError
 from .models import Backbone, Stages
@@ -17,8 +16,7 @@ def split_points(model: Backbone) -> list[str]:
 def stage_index(model: Backbone, point: str) -> int:
     if point not in model.split_points:
         raise UnknownNameError(
-            f"{point!r} is not a split point of {model.arch}; "
-            f"choose from {', '.join(model.split_points)}"
+            f"{point!r} is not a split point of {model.arch}; choose from {', '.join(model.split_points)}"
         )
     return model.names().index(point)
 
@@ -29,11 +27,9 @@ def cut(model: Backbone, point: str) -> tuple[Stages, Stages]:
     Both parts run in either step mode; ``cloud(edge(x)) == model(x)``.
     """
     k = stage_index(model, point)
-    edge, cloud = model.slice(0, k + 1), model.slice(k + 1)
-    # reset_net caches the module list per container; these are new containers over old modules.
-    for part in (model, edge, cloud):
-        functional.invalidate_reset_cache(part)
-    return edge, cloud
+    # New containers over the same modules: SpikingJelly 2.0 keys its reset_net module cache by
+    # container, so each part collects its own list on first reset and the model's stays valid.
+    return model.slice(0, k + 1), model.slice(k + 1)
 
 
 @torch.no_grad()

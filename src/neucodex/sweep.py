@@ -12,33 +12,49 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
-from .checkpoint import read_meta
+from .checkpoint import read_info
 from .config import ExperimentConfig
 from .errors import NeucodexError
-from .models import create_model
 from .train import finetune
 
 GOALS = ("bits",)
-COLUMNS = ["point", "bottleneck", "T", "payload_bits", "wire_bytes", "vs_spikes", "vs_float32", "vs_input",
-           "backbone_accuracy", "accuracy", "drop", "val_drop", "selected", "checkpoint"]
+COLUMNS = [
+    "point",
+    "bottleneck",
+    "T",
+    "payload_bits",
+    "wire_bytes",
+    "vs_spikes",
+    "vs_float32",
+    "vs_input",
+    "backbone_accuracy",
+    "accuracy",
+    "drop",
+    "val_drop",
+    "selected",
+    "checkpoint",
+    "error",
+]
 
 
 def sweep_dir(cfg: ExperimentConfig) -> Path:
     return cfg.run_dir / "sweep"
 
 
-def run_sweep(cfg: ExperimentConfig, backbone_dir: str | Path, points: list[str] | None = None,
-              progress: bool = True) -> list[dict]:
+def run_sweep(
+    cfg: ExperimentConfig, backbone_dir: str | Path, points: list[str] | None = None, progress: bool = True
+) -> list[dict]:
     """Fine-tune every configuration at ``points`` (default: the config's, else all); one JSON per point."""
-    meta = read_meta(backbone_dir)
-    all_points = create_model(meta["model"]["name"], **meta["model"]["kwargs"]).split_points
+    spec = read_info(backbone_dir).model
+    all_points = spec.build().split_points
     chosen = points or cfg.sweep.points or all_points
     unknown = [p for p in chosen if p not in all_points]
     if unknown:
-        raise NeucodexError(f"{unknown[0]!r} is not a split point of {meta['model']['name']}: {', '.join(all_points)}")
-    Ts = cfg.sweep.T or [meta["model"]["kwargs"]["T"]]
+        raise NeucodexError(f"{unknown[0]!r} is not a split point of {spec.name}: {', '.join(all_points)}")
+    Ts = cfg.sweep.T or [spec.T]
     out = sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -47,23 +63,39 @@ def run_sweep(cfg: ExperimentConfig, backbone_dir: str | Path, points: list[str]
         for T in Ts:
             for spec in cfg.sweep.bottlenecks:
                 try:
-                    m = finetune(cfg, backbone_dir, point, spec, T=T, out=out / f"{point}-{spec}-T{T}",
-                                 progress=progress)
-                except ValueError as e:  # e.g. a stride larger than this point's feature map
-                    if progress:
-                        print(f"skip {point} {spec} T={T}: {e}")
+                    m = finetune(
+                        cfg, backbone_dir, point, spec, T=T, out=out / f"{point}-{spec}-T{T}", progress=progress
+                    )
+                except NeucodexError as e:  # e.g. a stride larger than this point's feature map
+                    point_rows.append({"point": point, "bottleneck": spec, "T": T, "error": str(e)})
+                    print(f"neucodex: {point} {spec} T={T} failed: {e}", file=sys.stderr)
                     continue
-                b = m["bits"]
-                row = {"point": point, "bottleneck": m["bottleneck"], "T": T, "payload_bits": b["payload_bits"],
-                       "wire_bytes": b["wire_bytes"], "vs_spikes": b["vs_spikes"], "vs_float32": b["vs_float32"],
-                       "vs_input": b["vs_input"], "backbone_accuracy": m["backbone_test_accuracy"],
-                       "accuracy": m["test_accuracy"], "drop": m["drop"], "val_drop": m["val_drop"],
-                       "checkpoint": m["checkpoint"], "wall_s": m["wall_s"]}
+                if m is None:  # a non-zero rank under torchrun
+                    continue
+                b = m.bits
+                row = {
+                    "point": point,
+                    "bottleneck": m.bottleneck,
+                    "T": T,
+                    "payload_bits": b.payload_bits,
+                    "wire_bytes": b.wire_bytes,
+                    "vs_spikes": b.vs_spikes,
+                    "vs_float32": b.vs_float32,
+                    "vs_input": b.vs_input,
+                    "backbone_accuracy": m.backbone_test_accuracy,
+                    "accuracy": m.test_accuracy,
+                    "drop": m.drop,
+                    "val_drop": m.val_drop,
+                    "checkpoint": m.checkpoint,
+                    "wall_s": m.wall_s,
+                }
                 point_rows.append(row)
                 if progress:
-                    print(f"{point} {row['bottleneck']} T={T}: {row['payload_bits']:.0f} bits "
-                          f"({row['vs_spikes']:.0f}x vs spikes), accuracy {row['accuracy']:.2f}% "
-                          f"(drop {row['drop']:.2f} pp, val drop {row['val_drop']:.2f} pp)")
+                    print(
+                        f"{point} {row['bottleneck']} T={T}: {row['payload_bits']:.0f} bits "
+                        f"({row['vs_spikes']:.0f}x vs spikes), accuracy {row['accuracy']:.2f}% "
+                        f"(drop {row['drop']:.2f} pp, val drop {row['val_drop']:.2f} pp)"
+                    )
         (out / f"point-{point}.json").write_text(json.dumps(point_rows, indent=1))
         rows += point_rows
     return rows
@@ -81,7 +113,7 @@ def summarize(directory: str | Path, tolerance: float, goal: str = "bits") -> di
     best_per_point = {}
     for r in rows:
         r["selected"] = False
-        if r["val_drop"] <= tolerance:
+        if "error" not in r and r["val_drop"] <= tolerance:
             cur = best_per_point.get(r["point"])
             if cur is None or (r["payload_bits"], r["val_drop"]) < (cur["payload_bits"], cur["val_drop"]):
                 best_per_point[r["point"]] = r
@@ -99,17 +131,28 @@ def summarize(directory: str | Path, tolerance: float, goal: str = "bits") -> di
 
 
 def markdown_table(rows: list[dict], tolerance: float, best: dict | None) -> str:
-    lines = [f"Selected per split point (✓): fewest bits with validation accuracy drop ≤ {tolerance} pp.", "",
-             "| point | bottleneck | T | bits/sample | wire bytes | × vs spikes | × vs float32 | × vs 8-bit input "
-             "| backbone acc % | acc % | drop pp | val drop pp | |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Selected per split point (✓): fewest bits with validation accuracy drop ≤ {tolerance} pp.",
+        "",
+        "| point | bottleneck | T | bits/sample | wire bytes | × vs spikes | × vs float32 | × vs 8-bit input "
+        "| backbone acc % | acc % | drop pp | val drop pp | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['point']} | {r['bottleneck']} | {r['T']} | {r['payload_bits']:.0f} | {r['wire_bytes']:.0f} "
-                     f"| {r['vs_spikes']:.0f} | {r['vs_float32']:.0f} | {r['vs_input']:.1f} | "
-                     f"{r['backbone_accuracy']:.2f} | {r['accuracy']:.2f} | {r['drop']:.2f} | {r['val_drop']:.2f} "
-                     f"| {'✓' if r['selected'] else ''} |")
+        if "error" in r:
+            lines.append(f"| {r['point']} | {r['bottleneck']} | {r['T']} | failed: {r['error']} |||||||||")
+            continue
+        lines.append(
+            f"| {r['point']} | {r['bottleneck']} | {r['T']} | {r['payload_bits']:.0f} | {r['wire_bytes']:.0f} "
+            f"| {r['vs_spikes']:.0f} | {r['vs_float32']:.0f} | {r['vs_input']:.1f} | "
+            f"{r['backbone_accuracy']:.2f} | {r['accuracy']:.2f} | {r['drop']:.2f} | {r['val_drop']:.2f} "
+            f"| {'✓' if r['selected'] else ''} |"
+        )
     if best:
-        lines += ["", f"Best partition (fewest bits): {best['point']} with {best['bottleneck']} at T={best['T']}: "
-                      f"{best['payload_bits']:.0f} bits per sample, accuracy {best['accuracy']:.2f}% "
-                      f"(drop {best['drop']:.2f} pp)."]
+        lines += [
+            "",
+            f"Best partition (fewest bits): {best['point']} with {best['bottleneck']} at T={best['T']}: "
+            f"{best['payload_bits']:.0f} bits per sample, accuracy {best['accuracy']:.2f}% "
+            f"(drop {best['drop']:.2f} pp).",
+        ]
     return "\n".join(lines) + "\n"

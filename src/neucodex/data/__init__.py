@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..errors import InvalidArgumentError
 from . import events as _events  # noqa: F401  (registers)
 from . import static as _static  # noqa: F401  (registers)
 from .base import DatasetMissingError, DatasetSpec, check_split, dataset_spec, list_datasets
@@ -34,10 +35,27 @@ def build_dataset(
     spec = dataset_spec(name)
     check_split(split)
     if T < 1:
-        raise ValueError(f"T must be >= 1 (got {T})")
-    return spec.builder(spec, split, root=root, T=T, size=size, train_augment=train_augment,
-                        download=download, seed=seed, cache_dir=cache_dir)
+        raise InvalidArgumentError(f"T must be >= 1 (got {T})")
+    return spec.builder(
+        spec,
+        split,
+        root=root,
+        T=T,
+        size=size,
+        train_augment=train_augment,
+        download=download,
+        seed=seed,
+        cache_dir=cache_dir,
+    )
 
 
-__all__ = ["SPLITS", "DVSEmulator", "DatasetMissingError", "DatasetSpec", "build_dataset", "dataset_spec",
-           "list_datasets", "stratified_split"]
+__all__ = [
+    "SPLITS",
+    "DVSEmulator",
+    "DatasetMissingError",
+    "DatasetSpec",
+    "build_dataset",
+    "dataset_spec",
+    "list_datasets",
+    "stratified_split",
+]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InvalidArgumentError
+
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
 
 
@@ -39,7 +41,7 @@ class DVSEmulator:
 
     def __post_init__(self) -> None:
         if self.threshold <= 0 or self.steps < 2 or self.duration_us <= 0:
-            raise ValueError("DVSEmulator needs threshold > 0, steps ≥ 2, duration_us > 0")
+            raise InvalidArgumentError("DVSEmulator needs threshold > 0, steps ≥ 2, duration_us > 0")
 
     def __call__(self, image: np.ndarray, path: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
         """Events for a grayscale ``[H, W]`` image in [0, 1] (RGB ``[3, H, W]`` is averaged).

@@ -64,8 +64,17 @@ def read_aedat4(path: Path) -> np.ndarray:
 class EventFiles(Dataset):
     """Recordings on disk, framed on first access and cached."""
 
-    def __init__(self, paths: list[Path], targets, classes: list[str], reader: Callable[[Path], np.ndarray],
-                 sensor_size: tuple[int, int, int] | None, T: int, size: int, cache_dir=None) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        targets,
+        classes: list[str],
+        reader: Callable[[Path], np.ndarray],
+        sensor_size: tuple[int, int, int] | None,
+        T: int,
+        size: int,
+        cache_dir=None,
+    ) -> None:
         self.paths, self.targets, self.classes = paths, [int(t) for t in targets], classes
         self.reader, self.sensor_size, self.T, self.size = reader, sensor_size, T, size
         self.cache = cache_root(cache_dir) / "frames"
@@ -107,8 +116,9 @@ def _extracted(root: Path, cache_dir) -> Path:
 
 
 def _scan(folder: Path, suffix: str, exclude=()) -> tuple[list[Path], list[int], list[str]]:
-    dirs = sorted((d for d in folder.iterdir() if d.is_dir() and d.name.strip() not in exclude),
-                  key=lambda d: d.name.strip())
+    dirs = sorted(
+        (d for d in folder.iterdir() if d.is_dir() and d.name.strip() not in exclude), key=lambda d: d.name.strip()
+    )
     paths, labels = [], []
     for k, d in enumerate(dirs):
         files = sorted(d.glob(f"*{suffix}"))
@@ -154,11 +164,20 @@ def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cach
     return _split(base, split, seed, test)
 
 
-register_dataset(DatasetSpec(
-    "nmnist", "events", 2, 10, 34, "whatever recordings are present (full set: 60,000 train / 10,000 test)",
-    "ROOT (a folder or .tar.gz) holding Train/<digit>/NNNNN.bin, optionally Test/<digit>/NNNNN.bin "
-    "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out",
-    "pass --download to fetch it with Tonic, or use ../shared/data/nmnist-small-train.tar.gz", _nmnist))
+register_dataset(
+    DatasetSpec(
+        "nmnist",
+        "events",
+        2,
+        10,
+        34,
+        "whatever recordings are present (full set: 60,000 train / 10,000 test)",
+        "ROOT (a folder or .tar.gz) holding Train/<digit>/NNNNN.bin, optionally Test/<digit>/NNNNN.bin "
+        "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out",
+        "pass --download to fetch it with Tonic, or use ../shared/data/nmnist-small-train.tar.gz",
+        _nmnist,
+    )
+)
 
 
 def _ncaltech101(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
@@ -174,11 +193,19 @@ def _ncaltech101(spec, split, root=None, T=4, size=None, download=False, seed=0,
     return _split(EventFiles(*found, read_bin, None, T, size, cache_dir), split, seed)
 
 
-register_dataset(DatasetSpec(
-    "n-caltech101", "events", 2, 101, 64, "8,246 in 101 classes (seeded per-class 90/10 split, 10% val)",
-    "ROOT/NCALTECH101/Caltech101/<class>/image_NNNN.bin (Tonic's layout; BACKGROUND_Google left out)",
-    "pass --download to fetch it with Tonic, or extract Caltech101.zip from the N-Caltech101 archive there",
-    _ncaltech101))
+register_dataset(
+    DatasetSpec(
+        "n-caltech101",
+        "events",
+        2,
+        101,
+        64,
+        "8,246 in 101 classes (seeded per-class 90/10 split, 10% val)",
+        "ROOT/NCALTECH101/Caltech101/<class>/image_NNNN.bin (Tonic's layout; BACKGROUND_Google left out)",
+        "pass --download to fetch it with Tonic, or extract Caltech101.zip from the N-Caltech101 archive there",
+        _ncaltech101,
+    )
+)
 
 
 def _cifar10dvs(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
@@ -194,10 +221,19 @@ def _cifar10dvs(spec, split, root=None, T=4, size=None, download=False, seed=0, 
     return _split(EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir), split, seed)
 
 
-register_dataset(DatasetSpec(
-    "cifar10-dvs", "events", 2, 10, 48, "10,000 (1,000 per class; seeded per-class 90/10 split, 10% val)",
-    "ROOT/CIFAR10DVS/<class>/cifar10_<class>_N.aedat4 (Tonic's layout, 128x128 DVS)",
-    "pass --download to fetch it with Tonic, or extract CIFAR10DVS.zip and its class zips there", _cifar10dvs))
+register_dataset(
+    DatasetSpec(
+        "cifar10-dvs",
+        "events",
+        2,
+        10,
+        48,
+        "10,000 (1,000 per class; seeded per-class 90/10 split, 10% val)",
+        "ROOT/CIFAR10DVS/<class>/cifar10_<class>_N.aedat4 (Tonic's layout, 128x128 DVS)",
+        "pass --download to fetch it with Tonic, or extract CIFAR10DVS.zip and its class zips there",
+        _cifar10dvs,
+    )
+)
 
 
 class EmulatedEvents(Dataset):
@@ -228,6 +264,16 @@ def _digits_dvs(spec, split, root=None, T=4, size=None, **_):
     return Subset(EmulatedEvents(images, DVSEmulator(), T, size), parts[split], classes=images.classes)
 
 
-register_dataset(DatasetSpec(
-    "digits-dvs", "events", 2, 10, 16, "1,797 (the digits split: train 1,294 / val 143 / test 360)",
-    "nothing: emulated from scikit-learn's digits", "always available offline", _digits_dvs))
+register_dataset(
+    DatasetSpec(
+        "digits-dvs",
+        "events",
+        2,
+        10,
+        16,
+        "1,797 (the digits split: train 1,294 / val 143 / test 360)",
+        "nothing: emulated from scikit-learn's digits",
+        "always available offline",
+        _digits_dvs,
+    )
+)

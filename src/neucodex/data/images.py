@@ -100,8 +100,9 @@ def scan_class_folders(root: Path, exclude: tuple[str, ...] = ()) -> tuple[list[
 
     Class names are folder names without surrounding whitespace (some archives, such as the
     shared N-MNIST one, carry a stray carriage return in them)."""
-    dirs = sorted((d for d in root.iterdir() if d.is_dir() and d.name.strip() not in exclude),
-                  key=lambda d: d.name.strip())
+    dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and d.name.strip() not in exclude), key=lambda d: d.name.strip()
+    )
     paths, labels = [], []
     for k, d in enumerate(dirs):
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -124,8 +125,11 @@ def read_image_archive(archive: Path, channels: int, size: int) -> tuple[np.ndar
     classes = sorted({c for c, _, _ in found})
     index = {c: k for k, c in enumerate(classes)}
     found.sort(key=lambda f: (index[f[0]], f[1]))
-    images = np.stack([decode_image(data, channels, size) for _, _, data in found]) if found else np.zeros(
-        (0, size, size, channels), np.uint8)
+    images = (
+        np.stack([decode_image(data, channels, size) for _, _, data in found])
+        if found
+        else np.zeros((0, size, size, channels), np.uint8)
+    )
     return images, [index[c] for c, _, _ in found], classes
 
 

@@ -22,6 +22,7 @@ def _split(base: Dataset, parts: dict, split: str, size: int, train_augment: boo
 
 # --- digits: scikit-learn's 1,797 real 8x8 handwritten digits, shipped inside the package ---
 
+
 def digits_images(size: int) -> tuple[ImageArray, dict[str, np.ndarray]]:
     """The 1,797 digits as ``[1, size, size]`` images in [0, 1], and their split indices."""
     from sklearn.datasets import load_digits
@@ -38,18 +39,34 @@ def _digits(spec, split, root=None, size=None, train_augment=True, **_):
     return _split(base, parts, split, size, train_augment, flip=False)
 
 
-register_dataset(DatasetSpec(
-    "digits", "static", 1, 10, 16, "1,797 (train 1,294 / val 143 / test 360)",
-    "nothing: scikit-learn ships it", "always available offline", _digits))
+register_dataset(
+    DatasetSpec(
+        "digits",
+        "static",
+        1,
+        10,
+        16,
+        "1,797 (train 1,294 / val 143 / test 360)",
+        "nothing: scikit-learn ships it",
+        "always available offline",
+        _digits,
+    )
+)
 
 
 # --- CIFAR-10 / CIFAR-100: the official pickled python batches ---
 
+
 class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR batches are pickles of dicts of numpy arrays; refuse anything else (no code runs)."""
 
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-                ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) in self._ALLOWED:
@@ -92,23 +109,44 @@ def _cifar(folder: str, files: dict[str, list[str]], meta: tuple[str, str], labe
     return build
 
 
-register_dataset(DatasetSpec(
-    "cifar10", "static", 3, 10, 32, "60,000 (50,000 train of which 10% val; 10,000 test)",
-    "ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (the python version)",
-    "pass --download to fetch it with torchvision, or extract cifar-10-python.tar.gz from "
-    "https://www.cs.toronto.edu/~kriz/cifar.html into ROOT",
-    _cifar("cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-           ("batches.meta", "label_names"), "labels")))
+register_dataset(
+    DatasetSpec(
+        "cifar10",
+        "static",
+        3,
+        10,
+        32,
+        "60,000 (50,000 train of which 10% val; 10,000 test)",
+        "ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta} (the python version)",
+        "pass --download to fetch it with torchvision, or extract cifar-10-python.tar.gz from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html into ROOT",
+        _cifar(
+            "cifar-10-batches-py",
+            {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+            ("batches.meta", "label_names"),
+            "labels",
+        ),
+    )
+)
 
-register_dataset(DatasetSpec(
-    "cifar100", "static", 3, 100, 32, "60,000 (50,000 train of which 10% val; 10,000 test)",
-    "ROOT/cifar-100-python/{train, test, meta} (the python version)",
-    "pass --download to fetch it with torchvision, or extract cifar-100-python.tar.gz from "
-    "https://www.cs.toronto.edu/~kriz/cifar.html into ROOT",
-    _cifar("cifar-100-python", {"train": ["train"], "test": ["test"]}, ("meta", "fine_label_names"), "fine_labels")))
+register_dataset(
+    DatasetSpec(
+        "cifar100",
+        "static",
+        3,
+        100,
+        32,
+        "60,000 (50,000 train of which 10% val; 10,000 test)",
+        "ROOT/cifar-100-python/{train, test, meta} (the python version)",
+        "pass --download to fetch it with torchvision, or extract cifar-100-python.tar.gz from "
+        "https://www.cs.toronto.edu/~kriz/cifar.html into ROOT",
+        _cifar("cifar-100-python", {"train": ["train"], "test": ["test"]}, ("meta", "fine_label_names"), "fine_labels"),
+    )
+)
 
 
 # --- Caltech101 and any class-per-folder image set ---
+
 
 def _folder_or_archive(spec: DatasetSpec, path: Path, size: int, channels: int, cache_dir, exclude=()):
     if path.is_dir():
@@ -146,11 +184,19 @@ def _caltech101(spec, split, root=None, size=None, train_augment=True, download=
     return _split(base, parts, split, size, train_augment, flip=True)
 
 
-register_dataset(DatasetSpec(
-    "caltech101", "static", 3, 101, 64, "8,677 in 101 classes (seeded stratified 80/20 test split, 10% val)",
-    "ROOT/caltech101/101_ObjectCategories/<class>/image_NNNN.jpg (BACKGROUND_Google is left out)",
-    "pass --download to fetch it with torchvision, or extract 101_ObjectCategories.tar.gz there",
-    _caltech101))
+register_dataset(
+    DatasetSpec(
+        "caltech101",
+        "static",
+        3,
+        101,
+        64,
+        "8,677 in 101 classes (seeded stratified 80/20 test split, 10% val)",
+        "ROOT/caltech101/101_ObjectCategories/<class>/image_NNNN.jpg (BACKGROUND_Google is left out)",
+        "pass --download to fetch it with torchvision, or extract 101_ObjectCategories.tar.gz there",
+        _caltech101,
+    )
+)
 
 
 def _imagefolder(spec, split, root=None, size=None, train_augment=True, seed=0, cache_dir=None, channels=3, **_):
@@ -162,7 +208,16 @@ def _imagefolder(spec, split, root=None, size=None, train_augment=True, seed=0, 
     return _split(base, parts, split, size, train_augment, flip=True)
 
 
-register_dataset(DatasetSpec(
-    "imagefolder", "static", 3, 0, 32, "any (seeded stratified 10% test, then 10% val)",
-    "ROOT = a folder, or a .tar/.tar.gz archive, of <class>/<image> files (torchvision ImageFolder)",
-    "point --root at your images, e.g. ../shared/data/cifar10-train-jpg.tar.gz", _imagefolder))
+register_dataset(
+    DatasetSpec(
+        "imagefolder",
+        "static",
+        3,
+        0,
+        32,
+        "any (seeded stratified 10% test, then 10% val)",
+        "ROOT = a folder, or a .tar/.tar.gz archive, of <class>/<image> files (torchvision ImageFolder)",
+        "point --root at your images, e.g. ../shared/data/cifar10-train-jpg.tar.gz",
+        _imagefolder,
+    )
+)

@@ -8,6 +8,7 @@ import torch
 from spikingjelly.activation_based import base, functional
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from .layers import NeuronConfig
 
 
@@ -34,7 +35,7 @@ class Stages(nn.Module, base.StepModule):
     def set_step_mode(self, mode: str) -> Stages:
         """``'s'``: one ``[B, ...]`` timestep per call, state kept; ``'m'``: ``[T, B, ...]``."""
         if mode not in ("s", "m"):
-            raise ValueError(f"step mode must be 's' or 'm' (got {mode!r})")
+            raise InvalidArgumentError(f"step mode must be 's' or 'm' (got {mode!r})")
         if self.spiking:
             functional.set_step_mode(self, mode)
         self.step_mode = mode
@@ -79,7 +80,7 @@ class Backbone(Stages):
         self.neuron_cfg = neuron_cfg
         unknown = [p for p in split_points if p not in stages]
         if unknown:
-            raise ValueError(f"split points {unknown} are not stages of {arch}")
+            raise InvalidArgumentError(f"split points {unknown} are not stages of {arch}")
         self.split_points = list(split_points)
         self.arch = arch
         self.in_channels = in_channels
@@ -91,12 +92,31 @@ class Backbone(Stages):
         return f"arch={self.arch}, {kind}, T={self.T}, split_points={len(self.split_points)}"
 
 
-def assemble(arch: str, cfg: NeuronConfig, body: OrderedDict[str, nn.Module], split_points: list[str],
-             features: int, *, T: int, in_channels: int, input_size: int, num_classes: int) -> Backbone:
+def assemble(
+    arch: str,
+    cfg: NeuronConfig,
+    body: OrderedDict[str, nn.Module],
+    split_points: list[str],
+    features: int,
+    *,
+    T: int,
+    in_channels: int,
+    input_size: int,
+    num_classes: int,
+) -> Backbone:
     """``input → body → head``: what every builder ends with."""
     from .layers import InputEncoder, make_head
 
-    stages = OrderedDict([("input", InputEncoder(T, cfg.spiking)), *body.items(),
-                          ("head", make_head(features, num_classes))])
-    return Backbone(stages, split_points, arch=arch, neuron_cfg=cfg, T=T, in_channels=in_channels,
-                    input_size=input_size, num_classes=num_classes)
+    stages = OrderedDict(
+        [("input", InputEncoder(T, cfg.spiking)), *body.items(), ("head", make_head(features, num_classes))]
+    )
+    return Backbone(
+        stages,
+        split_points,
+        arch=arch,
+        neuron_cfg=cfg,
+        T=T,
+        in_channels=in_channels,
+        input_size=input_size,
+        num_classes=num_classes,
+    )

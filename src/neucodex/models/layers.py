@@ -14,6 +14,8 @@ import torch
 from spikingjelly.activation_based import base, layer, neuron, surrogate
 from torch import nn
 
+from ..errors import InvalidArgumentError
+
 _SURROGATES = {
     "atan": surrogate.ATan,
     "sigmoid": surrogate.Sigmoid,
@@ -34,11 +36,11 @@ class NeuronConfig:
 
     def __post_init__(self) -> None:
         if self.surrogate not in _SURROGATES:
-            raise ValueError(f"unknown surrogate {self.surrogate!r}; choose from {sorted(_SURROGATES)}")
+            raise InvalidArgumentError(f"unknown surrogate {self.surrogate!r}; choose from {sorted(_SURROGATES)}")
         if self.norm not in ("tdbn", "bn"):
-            raise ValueError(f"unknown norm {self.norm!r}; choose 'tdbn' or 'bn'")
+            raise InvalidArgumentError(f"unknown norm {self.norm!r}; choose 'tdbn' or 'bn'")
         if self.tau <= 1.0:
-            raise ValueError(f"tau must be > 1 (got {self.tau})")
+            raise InvalidArgumentError(f"tau must be > 1 (got {self.tau})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,9 +93,7 @@ def conv_norm(
     )
 
 
-def conv_unit(
-    in_ch: int, out_ch: int, cfg: NeuronConfig, kernel: int = 3, stride: int = 1
-) -> nn.Sequential:
+def conv_unit(in_ch: int, out_ch: int, cfg: NeuronConfig, kernel: int = 3, stride: int = 1) -> nn.Sequential:
     """conv → norm → neuron: the basic unit of every backbone here."""
     seq = conv_norm(in_ch, out_ch, cfg, kernel, stride)
     seq.append(make_neuron(cfg))
@@ -115,7 +115,7 @@ class InputEncoder(nn.Module, base.StepModule):
     def __init__(self, T: int, spiking: bool) -> None:
         super().__init__()
         if T < 1:
-            raise ValueError(f"T must be >= 1 (got {T})")
+            raise InvalidArgumentError(f"T must be >= 1 (got {T})")
         self.T = T
         self.spiking = spiking
         self.step_mode = "s"

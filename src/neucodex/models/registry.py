@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UnknownNameError
+from ..errors import InvalidArgumentError, UnknownNameError
 from .backbone import Backbone
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
@@ -13,7 +13,7 @@ _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 def register_model(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
     name = fn.__name__.replace("_", "-")
     if name in _REGISTRY:
-        raise ValueError(f"model {name!r} registered twice")
+        raise InvalidArgumentError(f"model {name!r} registered twice")
     _REGISTRY[name] = fn
     return fn
 

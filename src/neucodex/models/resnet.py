@@ -97,5 +97,14 @@ def build_resnet(
             stride = 2 if (i > 0 and j == 0) else 1
             stages[f"rb{n}"] = block(in_ch, planes, stride, cfg)
             in_ch = planes * block.expansion
-    return assemble(arch, cfg, stages, [f"rb{k}" for k in range(1, n + 1)], in_ch, T=T,
-                    in_channels=in_channels, input_size=input_size, num_classes=num_classes)
+    return assemble(
+        arch,
+        cfg,
+        stages,
+        [f"rb{k}" for k in range(1, n + 1)],
+        in_ch,
+        T=T,
+        in_channels=in_channels,
+        input_size=input_size,
+        num_classes=num_classes,
+    )

@@ -12,13 +12,13 @@ from collections import OrderedDict
 from spikingjelly.activation_based import layer
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from .backbone import Backbone, assemble
 from .layers import NeuronConfig, conv_unit
 
 VGG_CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-              512, 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
 
 
@@ -41,11 +41,20 @@ def build_vgg(
     for item in cfg_list:
         if item == "M":
             if n == 0:
-                raise ValueError("a VGG configuration cannot start with a pool")
+                raise InvalidArgumentError("a VGG configuration cannot start with a pool")
             stages[f"conv{n}"].append(layer.MaxPool2d(2, 2))
             continue
         n += 1
         stages[f"conv{n}"] = conv_unit(in_ch, int(item), cfg)
         in_ch = int(item)
-    return assemble(arch, cfg, stages, [f"conv{k}" for k in range(1, n + 1)], in_ch, T=T,
-                    in_channels=in_channels, input_size=input_size, num_classes=num_classes)
+    return assemble(
+        arch,
+        cfg,
+        stages,
+        [f"conv{k}" for k in range(1, n + 1)],
+        in_ch,
+        T=T,
+        in_channels=in_channels,
+        input_size=input_size,
+        num_classes=num_classes,
+    )

@@ -14,6 +14,13 @@ def resnet18(**kw) -> Backbone:
 
 
 @register_model
+def resnet18_half(**kw) -> Backbone:
+    """ResNet-18 at half width (32/64/128/256): the CIFAR-10 model a 2-core CPU can train."""
+    kw.setdefault("widths", (32, 64, 128, 256))
+    return build_resnet("resnet18-half", BasicBlock, [2, 2, 2, 2], **kw)
+
+
+@register_model
 def resnet34(**kw) -> Backbone:
     return build_resnet("resnet34", BasicBlock, [3, 4, 6, 3], **kw)
 

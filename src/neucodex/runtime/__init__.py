@@ -1,6 +1,7 @@
 """The deployable runtime: a gRPC cloud server and an edge client streaming spike packets."""
 
 from .edge import EdgeClient, SampleResult
-from .server import RuntimeFailure, Server
+from .protocol import RuntimeFailure
+from .server import Server
 
 __all__ = ["EdgeClient", "RuntimeFailure", "SampleResult", "Server"]

@@ -1,10 +1,11 @@
-"""The cloud half run single-step for many sessions at once.
+"""The cloud half run single-step for many sessions at once, and one session's sample logic.
 
-Neuron state lives in SpikingJelly memory modules (``_memories``). Each session keeps its own
-copy; for a step the states of all sessions in the batch are concatenated along the batch
-dimension, swapped into the shared model, run, and split back. A fresh sample starts from the
-modules' reset values, materialised at the shapes a probe step records, so a session's first
-timestep can be batched with another session's fifth.
+Neuron state lives in SpikingJelly memory modules. Each session keeps its own copy (a list of
+tensors in :func:`spikingjelly.activation_based.base.named_memories` order); for a step the states
+of all sessions in the batch are concatenated along the batch dimension, loaded into the shared
+model with the public memory API, run, and split back. A fresh sample starts from the modules'
+reset values, materialised at the shapes a probe step records, so a session's first timestep can
+be batched with another session's fifth.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from spikingjelly.activation_based import base
 
+from .. import codec
 from ..bottleneck import CoInferenceModel
+from ..errors import NeucodexError
+from ..exit import ExitPolicy
 
-State = list[dict[str, torch.Tensor]]  # per memory module: name → [1, ...] tensor
+State = list[torch.Tensor]  # one [1, ...] tensor per memory, in named_memories order
 
 
 class CloudModel:
@@ -31,7 +37,7 @@ class CloudModel:
         self.cloud = model.cloud
         self.cloud.set_step_mode("s")
         self.code_shape = tuple(model.code_shape)
-        self.memories = [m for m in self.cloud.modules() if isinstance(m, base.MemoryModule) and m._memories]
+        self.spiking = model.spiking
         self._initial = self._probe()
 
     @torch.no_grad()
@@ -40,32 +46,42 @@ class CloudModel:
         self.cloud.reset_state()
         self.cloud(torch.zeros(1, *self.code_shape, device=self.device))
         initial = []
-        for m in self.memories:
-            entry = {}
-            for name, value in m._memories.items():
-                rv = m._memories_rv[name]
-                entry[name] = rv.clone() if isinstance(rv, torch.Tensor) else torch.full_like(value, float(rv))
-            initial.append(entry)
+        for name, value in base.named_memories(self.cloud):
+            owner, _, attr = name.rpartition(".")
+            rv = self.cloud.get_submodule(owner).get_reset_value(attr)
+            initial.append(rv.clone() if isinstance(rv, torch.Tensor) else torch.full_like(value, float(rv)))
         self.cloud.reset_state()
         return initial
 
     def new_state(self) -> State:
-        return [{k: v.clone() for k, v in entry.items()} for entry in self._initial]
+        return [v.clone() for v in self._initial]
 
     @torch.no_grad()
     def step(self, codes: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
         """One timestep for ``B`` sessions: codes ``[B, C', H', W']`` → (logits ``[B, K]``, new states)."""
-        for i, m in enumerate(self.memories):
-            for name in m._memories:
-                m._memories[name] = torch.cat([s[i][name] for s in states])
+        if self._initial:
+            base.load_memories(self.cloud, [torch.cat(parts) for parts in zip(*states, strict=True)])
         logits = self.cloud(codes.to(self.device)).float().cpu()
-        new = [[{} for _ in self.memories] for _ in states]
-        for i, m in enumerate(self.memories):
-            for name, value in m._memories.items():
-                for b, part in enumerate(value.split(1)):
-                    new[b][i][name] = part
+        split = [value.split(1) for value in base.extract_memories(self.cloud)]
         self.cloud.reset_state()
-        return logits, new
+        return logits, [[parts[b] for parts in split] for b in range(len(states))]
+
+
+@dataclass
+class Job:
+    """One session's frame waiting for the batcher."""
+
+    code: torch.Tensor  # [1, C', H', W']
+    state: State
+    future: Future  # → StepResult
+
+
+@dataclass(frozen=True)
+class StepResult:
+    logits: torch.Tensor  # [K]
+    state: State
+    cloud_ms: float  # the batch's model time
+    batch: int  # frames run together
 
 
 class Batcher:
@@ -82,7 +98,7 @@ class Batcher:
         self.max_wait = max_wait
         self.active = 0  # sessions with a sample in progress
         self._lock = threading.Lock()
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="neucodex-batcher", daemon=True)
         self._thread.start()
 
@@ -95,16 +111,16 @@ class Batcher:
             self.active = max(0, self.active - 1)
 
     def submit(self, code: torch.Tensor, state: State) -> Future:
-        """Queue one session's ``[1, C', H', W']`` code; the future gives (logits [K], state, ms, batch)."""
+        """Queue one session's ``[1, C', H', W']`` code; the future gives a :class:`StepResult`."""
         fut: Future = Future()
-        self._queue.put((code, state, fut))
+        self._queue.put(Job(code, state, fut))
         return fut
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=5)
 
-    def _collect(self, first) -> list:
+    def _collect(self, first: Job) -> list[Job]:
         jobs = [first]
         deadline = time.monotonic() + self.max_wait
         while len(jobs) < self.max_batch:
@@ -132,11 +148,86 @@ class Batcher:
             jobs = self._collect(first)
             t0 = time.perf_counter()
             try:
-                logits, states = self.cloud.step(torch.cat([j[0] for j in jobs]), [j[1] for j in jobs])
+                logits, states = self.cloud.step(torch.cat([j.code for j in jobs]), [j.state for j in jobs])
             except Exception as e:  # noqa: BLE001 — handed to every waiting session, the worker goes on
                 for j in jobs:
-                    j[2].set_exception(e)
+                    j.future.set_exception(e)
                 continue
             ms = (time.perf_counter() - t0) * 1000.0
             for b, j in enumerate(jobs):
-                j[2].set_result((logits[b], states[b], ms, len(jobs)))
+                j.future.set_result(StepResult(logits[b], states[b], ms, len(jobs)))
+
+
+class FrameError(NeucodexError):
+    """A frame the cloud cannot accept (malformed packet, wrong shape, format or timestep)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The cloud's answer after one timestep of a sample."""
+
+    timestep: int  # 0-based
+    prediction: int
+    confidence: float
+    exit: bool
+    mean_logits: torch.Tensor  # [K], running mean over the timesteps so far
+
+
+class CloudSession:
+    """One sample at a time, as the cloud runs it: check and decode each frame's packet, step the
+    decoder + tail, keep the running sum of logits, decide exit. The server steps through a
+    :class:`Batcher`; the edge's fallback steps the same session directly."""
+
+    def __init__(self, cloud: CloudModel, policy: ExitPolicy, T: int, channel_probs: np.ndarray | None = None) -> None:
+        self.cloud = cloud
+        self.policy = policy
+        self.T = T
+        self.channel_probs = channel_probs
+        self.number: int | None = None
+        self.state: State = []
+        self.sums: torch.Tensor | None = None
+        self.t = 0
+
+    @property
+    def active(self) -> bool:
+        return self.number is not None
+
+    def begin(self, number: int) -> None:
+        self.number, self.state, self.sums, self.t = number, self.cloud.new_state(), None, 0
+
+    def end(self) -> None:
+        self.number, self.state, self.sums = None, [], None
+
+    def decode(self, packet: bytes) -> torch.Tensor:
+        """The frame's code ``[1, C', H', W']``: shape, format and timestep checked before decoding."""
+        try:
+            hd = codec.read_header(packet)
+            if hd["timestep"] != self.t:
+                raise FrameError(f"packet header says timestep {hd['timestep']}, the frame is timestep {self.t}")
+            if hd["shape"] != (1, *self.cloud.code_shape):
+                raise FrameError(
+                    f"code shape {hd['shape'][1:]} does not match the model's {self.cloud.code_shape} "
+                    "(one [C', H', W'] map per frame)"
+                )
+            if (hd["format"] == "uint8") == self.cloud.spiking:
+                want = "a spike format" if self.cloud.spiking else "uint8"
+                raise FrameError(f"format {hd['format']} sent, model needs {want}")
+            return codec.decode_packet(
+                packet, channel_probs=self.channel_probs, expected_shape=(1, *self.cloud.code_shape)
+            ).tensor
+        except codec.CodecError as e:
+            raise FrameError(str(e)) from None
+
+    def record(self, logits: torch.Tensor, state: State) -> Decision:
+        """Take one timestep's logits ``[K]`` and the new neuron state; decide."""
+        self.state = state
+        self.sums = logits if self.sums is None else self.sums + logits
+        self.t += 1
+        done, conf = self.policy.check(self.sums[None], self.t, self.T)
+        mean = self.sums / self.t
+        return Decision(self.t - 1, int(mean.argmax()), float(conf[0]), bool(done[0]), mean)
+
+    def step(self, code: torch.Tensor) -> Decision:
+        """Step directly (no batcher): the edge's fallback."""
+        logits, (state,) = self.cloud.step(code, [self.state])
+        return self.record(logits[0], state)

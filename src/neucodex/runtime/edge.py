@@ -28,8 +28,8 @@ from ..errors import NeucodexError
 from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
-from .cloud import CloudModel
-from .server import MAX_MESSAGE_BYTES, RuntimeFailure, own_checkpoint, policy_from_pb, policy_to_pb
+from .cloud import CloudModel, CloudSession
+from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
 
 _END = object()
 
@@ -118,24 +118,34 @@ class EdgeClient:
     format per packet; a DNN checkpoint always sends ``uint8``.
     """
 
-    def __init__(self, checkpoint: str | Path | Checkpoint, server: str, *, token: str | None = None,
-                 tls_ca: bytes | None = None, codec_format: str = "auto", policy: ExitPolicy | None = None,
-                 pipeline: bool = True, timeout: float = 10.0, retry_deadline: float = 5.0,
-                 fallback: str = "local", want_logits: bool = False, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | Checkpoint,
+        server: str,
+        *,
+        token: str | None = None,
+        tls_ca: bytes | None = None,
+        codec_format: str = "auto",
+        policy: ExitPolicy | None = None,
+        pipeline: bool = True,
+        timeout: float = 10.0,
+        retry_deadline: float = 5.0,
+        fallback: str = "local",
+        want_logits: bool = False,
+        device: str = "cpu",
+    ) -> None:
         if fallback not in ("local", "none"):
             raise NeucodexError(f"fallback must be 'local' or 'none', got {fallback!r}")
-        ck = own_checkpoint(checkpoint)
-        if ck.meta["model"].get("coinference") is None:
-            raise RuntimeFailure("this checkpoint has no bottleneck: use a fine-tuned co-inference checkpoint")
+        ck = open_coinference(checkpoint)
         self.ck = ck
         self.model = ck.model.to(device).eval()
         self.device = torch.device(device)
         self.edge = self.model.edge
         self.edge.set_step_mode("s")
-        self.T = self.model.T if self.model.spiking else 1
+        self.T = ck.info.model.steps
         self.format = codec_format if self.model.spiking else "uint8"
         self.policy = policy
-        self.local_policy = policy or ExitPolicy.from_dict(ck.meta.get("exit_policy"))
+        self.local_policy = policy or ck.info.policy
         self.pipeline = pipeline
         self.timeout = timeout
         self.retry_deadline = retry_deadline
@@ -143,11 +153,12 @@ class EdgeClient:
         self.want_logits = want_logits
         self.server = server
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        opts = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
         creds = grpc.ssl_channel_credentials(root_certificates=tls_ca) if tls_ca else None
-        self._channel = (grpc.secure_channel(server, creds, options=opts) if creds
-                         else grpc.insecure_channel(server, options=opts))
+        self._channel = (
+            grpc.secure_channel(server, creds, options=CHANNEL_OPTIONS)
+            if creds
+            else grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
+        )
         self._stub = pb_grpc.CoInferenceStub(self._channel)
         self._stream: _Stream | None = None
         self._cloud: CloudModel | None = None  # built on the first fallback
@@ -260,16 +271,13 @@ class EdgeClient:
             return
         if self._cloud is None:
             self._cloud = CloudModel(self.model, self.device)
-        state, sums = self._cloud.new_state(), None
+        session = CloudSession(self._cloud, self.local_policy, self.T)
+        session.begin(res.index)
         for t in range(self.T):
             if t == len(packets):
                 packets.append(self._compute(x, t, res))
-            logits, (state,) = self._cloud.step(codec.decode(packets[t]), [state])
-            sums = logits[0] if sums is None else sums + logits[0]
+            d = session.step(session.decode(packets[t]))
             res.steps = t + 1
-            done, conf = self.local_policy.check(sums[None], t + 1, self.T)
-            if bool(done[0]):
+            if d.exit:
                 break
-        res.prediction = int(sums.argmax())
-        res.confidence = float(conf[0])
-        res.status = "fallback"
+        res.prediction, res.confidence, res.status = d.prediction, d.confidence, "fallback"

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..errors import InvalidArgumentError
 from .edge import EdgeClient, SampleResult
 
 
-def stream_dataset(client: EdgeClient, dataset: Dataset, indices: Sequence[int] | None = None,
-                   progress: bool = True) -> list[SampleResult]:
+def stream_dataset(
+    client: EdgeClient, dataset: Dataset, indices: Sequence[int] | None = None, progress: bool = True
+) -> list[SampleResult]:
     """Every sample (or ``indices``) of ``dataset`` through ``client``, in order."""
     indices = range(len(dataset)) if indices is None else indices
     out = []
@@ -28,7 +30,7 @@ def stream_dataset(client: EdgeClient, dataset: Dataset, indices: Sequence[int] 
 def summarize(results: Sequence[SampleResult]) -> dict:
     """Means per sample (per frame for round trips) and counts by status."""
     if not results:
-        raise ValueError("no samples were streamed")
+        raise InvalidArgumentError("no samples were streamed")
     answered = [r for r in results if r.status != "failed"]
     labelled = [r for r in answered if r.label is not None]
     mean = lambda xs: statistics.fmean(xs) if xs else 0.0  # noqa: E731
@@ -53,8 +55,11 @@ def summarize(results: Sequence[SampleResult]) -> dict:
 def summary_table(s: dict) -> str:
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.2f}%"
     rows = [
-        ("samples", f"{s['samples']} (ok {s['status']['ok']}, fallback {s['status']['fallback']}, "
-                    f"failed {s['status']['failed']})"),
+        (
+            "samples",
+            f"{s['samples']} (ok {s['status']['ok']}, fallback {s['status']['fallback']}, "
+            f"failed {s['status']['failed']})",
+        ),
         ("accuracy", acc),
         ("timesteps per sample", f"{s['mean_steps']:.2f}"),
         ("payload bits per sample", f"{s['payload_bits']:.1f}"),

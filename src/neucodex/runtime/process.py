@@ -12,9 +12,24 @@ from ..errors import NeucodexError
 
 def spawn_server(checkpoint: str | Path, *args: str, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
     """Start the cloud on a free port of ``host``; returns (process, "host:port") once it listens."""
-    proc = subprocess.Popen([sys.executable, "-m", "neucodex.cli", "serve", "--checkpoint", str(checkpoint),
-                             "--host", host, "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neucodex.cli",
+            "serve",
+            "--checkpoint",
+            str(checkpoint),
+            "--host",
+            host,
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()  # "serving model … on HOST:PORT", or EOF when it failed
     if "serving model" not in line:
         proc.kill()
