@@ -118,7 +118,11 @@ def measure_bits_batches(
     model: CoInferenceModel, batches: Iterable[torch.Tensor], format: str = "auto", **kw
 ) -> BitReport:
     """:func:`measure_bits` over many batches, combined per sample."""
-    reports = [measure_bits(model, x, format, **kw) for x in batches]
+    return combine([measure_bits(model, x, format, **kw) for x in batches])
+
+
+def combine(reports: list[BitReport]) -> BitReport:
+    """One report over the samples of several (same model), per-sample figures in order."""
     if not reports:
         raise NeucodexError("no batches to measure")
     n = sum(r.samples for r in reports)

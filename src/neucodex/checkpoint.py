@@ -14,7 +14,6 @@ Loading never unpickles anything: tensors come from safetensors, everything else
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from .config import ConfigError, ExperimentConfig, from_dict
 from .errors import NeucodexError
 from .exit import ExitPolicy
 from .models import Backbone, create_model
+from .pretrained import is_zoo, resolve, sha256_file
 
 FORMAT = "neucodex-checkpoint"
 VERSION = 1
@@ -156,8 +156,11 @@ class CheckpointInfo:
         return self.model.coinference
 
     @property
-    def backbone_path(self) -> Path | None:
-        return Path(self.backbone["path"]) if self.backbone else None
+    def backbone_path(self) -> Path | str | None:
+        """Where the backbone it was fine-tuned from is: a directory, or ``zoo:<name>``."""
+        if not self.backbone:
+            return None
+        return self.backbone["path"] if is_zoo(self.backbone["path"]) else Path(self.backbone["path"])
 
     @property
     def policy(self) -> ExitPolicy:
@@ -229,14 +232,6 @@ class Checkpoint:
         return self.info.sha256
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_info(d: Path, info: CheckpointInfo) -> None:
     (d / "model.json.tmp").write_text(json.dumps(info.to_dict(), indent=1, default=str))
     (d / "model.json.tmp").replace(d / "model.json")
@@ -266,7 +261,8 @@ def update_info(directory: str | Path, **fields: Any) -> CheckpointInfo:
 
 
 def read_info(directory: str | Path) -> CheckpointInfo:
-    d = Path(directory)
+    """``model.json`` of a checkpoint directory or of a zoo entry (``zoo:<name>``)."""
+    d = resolve(directory)
     if not (d / "model.json").is_file() or not (d / "model.safetensors").is_file():
         raise CheckpointError(f"no checkpoint at {d}: expected model.json and model.safetensors there")
     try:
@@ -277,8 +273,10 @@ def read_info(directory: str | Path) -> CheckpointInfo:
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model from its description and load the weights; verifies the content hash."""
-    d = Path(directory)
+    """Rebuild the model from its description and load the weights; verifies the content hash.
+
+    ``directory`` may name a zoo entry, ``zoo:<name>`` (shipped with the package, offline)."""
+    d = resolve(directory)
     info = read_info(d)
     if sha256_file(d / "model.safetensors") != info.sha256:
         raise CheckpointError(f"{d / 'model.safetensors'} does not match the sha256 in model.json (changed or corrupt)")

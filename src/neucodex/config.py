@@ -22,6 +22,8 @@ class ModelConfig:
     T: int = 4
     spiking: bool = True
     kwargs: dict = field(default_factory=dict)  # more builder options: widths, tau, v_threshold, norm…
+    init_from: str | None = None  # a checkpoint of the same model (e.g. its DNN twin) to start from
+    init_scale: float = 1.0  # × every norm's weight and bias after init_from (DNN → SNN: fire like ReLU)
 
 
 @dataclass

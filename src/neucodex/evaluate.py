@@ -6,6 +6,9 @@ benchmarks all need to run a checkpoint over data. Nothing here trains.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -14,7 +17,7 @@ from torch.utils.data import Subset as TorchSubset
 from .config import ExperimentConfig
 from .data import build_dataset
 from .errors import NeucodexError
-from .exit import running_mean
+from .exit import ExitPolicy, evaluate_policy, running_mean
 from .models import Backbone
 
 
@@ -105,3 +108,98 @@ def evaluate(model: Backbone, data: DataLoader, device: torch.device) -> dict:
         "accuracy_at_t": accuracy_at_t(logits, labels),
         "samples": int(labels.numel()),
     }
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    policy: ExitPolicy | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict:
+    """A backbone or co-inference checkpoint on a split of any dataset and root.
+
+    Co-inference: accuracy with the exit policy (the checkpoint's calibrated one unless
+    ``policy``), with all T, and of its backbone on the same samples; bits from real packets
+    for the timesteps each sample sends; the three compression ratios.
+    """
+    from .accounting import combine, measure_bits
+    from .checkpoint import load_checkpoint, read_info
+
+    info = read_info(checkpoint)
+    cfg = info.experiment()
+    data = cfg.data
+    if dataset or root:
+        data = replace(data, name=dataset or data.name, root=root if root is not None else data.root)
+    cfg = replace(cfg, data=replace(data, limit=None, train_augment=False))
+    ck = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    ds = load_split(cfg, split, ck.model.T)
+    if limit is not None and limit < len(ds):
+        ds = TorchSubset(ds, range(limit))
+    if len(ds) == 0:
+        raise NeucodexError(f"split {split!r} of {cfg.data.name} has no samples")
+    batches = loader(ds, batch_size, False, cfg.seed, 0)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True)
+    model = ck.model.to(dev)
+    policy = policy or info.policy
+    outs, labels, reports = [], [], []
+    for x, y in batches:
+        logits, _ = predict(model, [(x, y)], dev)
+        outs.append(logits)
+        labels.append(y)
+        if info.is_coinference:
+            steps, _ = policy.decide(logits)
+            reports.append(measure_bits(model, to_model_input(x, torch.device("cpu")).to(dev), steps=steps))
+    logits, labels = torch.cat(outs, 1), torch.cat(labels)
+    ev = evaluate_policy(logits, labels, policy)
+    k = logits.shape[-1]
+    preds = torch.tensor(ev["predictions"])
+    per_class = {int(c): 100.0 * (preds[labels == c] == c).float().mean().item() for c in labels.unique()}
+    result = {
+        "checkpoint": str(checkpoint),
+        "model_id": ck.model_id,
+        "kind": "coinference" if info.is_coinference else "backbone",
+        "dataset": cfg.data.name,
+        "split": split,
+        "samples": int(labels.numel()),
+        "T": int(logits.shape[0]),
+        "classes": k,
+        "policy": policy.to_dict(),
+        "accuracy": ev["accuracy"],
+        "accuracy_all_t": ev["accuracy_all_T"],
+        "accuracy_at_t": accuracy_at_t(logits, labels),
+        "mean_steps": ev["mean_steps"],
+        "exit_histogram": ev["histogram"],
+        "backbone_accuracy": ev["accuracy_all_T"],
+        "payload_bits": None,
+        "wire_bytes": None,
+        "ratios": {"vs_spikes": None, "vs_float32": None, "vs_input": None},
+        "per_class": per_class,
+    }
+    if info.is_coinference:
+        bits = combine(reports)
+        result.update(
+            payload_bits=bits.payload_bits,
+            wire_bytes=bits.wire_bytes,
+            formats=bits.formats,
+            ratios={"vs_spikes": bits.vs_spikes, "vs_float32": bits.vs_float32, "vs_input": bits.vs_input},
+        )
+        result["backbone_accuracy"] = None
+        if info.backbone_path is not None:
+            try:
+                bb = load_checkpoint(info.backbone_path).model.to(dev)
+            except NeucodexError:
+                bb = None  # moved or deleted: the figure stays null rather than guessed
+            if bb is not None:
+                bb_logits, _ = predict(bb, loader(ds, batch_size, False, cfg.seed, 0), dev)
+                result["backbone_accuracy"] = accuracy(bb_logits, labels)
+    return result

@@ -328,6 +328,24 @@ class FinetuneResult(TrainResult):
 # --- the two steps ---------------------------------------------------------------------------
 
 
+def init_from(model: Backbone, checkpoint: str | Path, scale: float = 1.0) -> None:
+    """Start from the weights of a checkpoint of the same architecture — typically its DNN twin
+    (hybrid training: the SNN inherits the ANN's features and is fine-tuned with surrogate
+    gradients). ``scale`` multiplies every norm's weight and bias, so that LIF neurons, which need
+    a membrane input above ``v_threshold`` to fire, start firing about where the ReLUs were active.
+    """
+    ck = load_checkpoint(checkpoint)
+    if ck.info.model.name != model.arch:
+        raise CheckpointError(f"--set model.init_from: {checkpoint} holds {ck.info.model.name}, not {model.arch}")
+    load_weights(model, ck.model.state_dict(), str(checkpoint))
+    if scale != 1.0:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                    m.weight.mul_(scale)
+                    m.bias.mul_(scale)
+
+
 def pretrain(
     cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True, out: Path | None = None
 ) -> TrainResult | None:
@@ -336,6 +354,8 @@ def pretrain(
     train_ds, val_ds, test_ds = (load_split(cfg, s) for s in ("train", "val", "test"))
     kwargs = _builder_kwargs(cfg, _num_classes(train_ds))
     model = create_model(cfg.model.name, **kwargs)
+    if cfg.model.init_from and not (resume and (Path(out or cfg.run_dir / "backbone") / "train_state.json").exists()):
+        init_from(model, cfg.model.init_from, cfg.model.init_scale)
     out = Path(out) if out else cfg.run_dir / "backbone"
     result = fit(
         model, ModelSpec.of(model, kwargs), cfg, cfg.optim, train_ds, val_ds, out, resume=resume, progress=progress

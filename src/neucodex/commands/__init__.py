@@ -11,12 +11,14 @@ from . import (
     demo,
     edge,
     energy,
+    evaluate,
     finetune,
     models,
     report,
     serve,
     sweep,
     train,
+    zoo,
 )
 
-COMMANDS = (demo, models, datasets, train, finetune, sweep, calibrate, serve, edge, energy, report)
+COMMANDS = (demo, models, datasets, zoo, train, finetune, sweep, calibrate, evaluate, serve, edge, energy, report)
