@@ -168,3 +168,32 @@ def test_sparse_packs_indices_at_log2_n_bits(n, ones):
     width = max(1, (n - 1).bit_length())
     assert len(pkt) - codec.HEADER_BYTES == -(-ones * width // 8)
     assert torch.equal(codec.decode(pkt).view(n), x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 8),
+    hw=st.integers(1, 6),
+    rate=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**16),
+)
+def test_learned_probabilities_never_cost_more_than_auto(c, hw, rate, seed):
+    """``auto`` with learned channel probabilities lets them compete: never larger, even on tiny packets."""
+    g = torch.Generator().manual_seed(seed)
+    rates = torch.rand(c, 1, 1, generator=g) * rate
+    x = (torch.rand(c, hw, hw, generator=g) < rates).float()
+    probs = codec.fit_channel_probs((torch.rand(50, c, hw, hw, generator=g) < rates).float())
+    learned, plain = codec.encode(x, "auto", channel_probs=probs), codec.encode(x, "auto")
+    assert len(learned) <= len(plain)
+    assert torch.equal(codec.decode(learned, channel_probs=probs), x[None])
+
+
+def test_learned_probabilities_win_on_skewed_channels():
+    g = torch.Generator().manual_seed(0)
+    rates = torch.tensor([0.01, 0.02, 0.5, 0.05]).view(4, 1, 1)
+    train = (torch.rand(200, 4, 16, 16, generator=g) < rates).float()
+    probs = codec.fit_channel_probs(train)
+    x = (torch.rand(4, 16, 16, generator=g) < rates).float()
+    learned = codec.encode(x, "auto", channel_probs=probs)
+    assert len(learned) < len(codec.encode(x, "auto"))
+    assert codec.read_header(learned)["flags"] & 1  # the learned model was the smallest

@@ -238,3 +238,22 @@ def test_missing_data_on_the_cli():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("neucodex: error: dataset 'cifar10': file not found at /nonexistent")
+
+
+@pytest.mark.skipif(not CIFAR_JPG.exists(), reason=f"shared CIFAR-10 images not at {CIFAR_JPG}")
+def test_demo_images_come_from_the_held_out_test_split(cache):
+    """The 1,000 embedded images are in imagefolder's test split (seed 0), never in train or val."""
+    from importlib import resources
+
+    z = np.load(Path(str(resources.files("neucodex.pretrained"))) / "cifar10-demo.npz")
+    parts = {
+        s: build_dataset("imagefolder", s, root=CIFAR_JPG, cache_dir=cache, train_augment=False)
+        for s in ("train", "val", "test")
+    }
+    held = set(z["source_indices"].tolist())
+    assert held <= set(parts["test"].indices)
+    assert not held & (set(parts["train"].indices) | set(parts["val"].indices))
+    base = parts["test"].base
+    assert all(
+        np.array_equal(base.images[i], img) for i, img in zip(z["source_indices"][:20], z["images"][:20], strict=True)
+    )

@@ -24,13 +24,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _demo(tmp_path) -> dict:
+def _demo(tmp_path, *args: str) -> dict:
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "neucodex.cli",
             "demo",
+            *args,
             "--quick",
             "--json",
             "--cache-dir",
@@ -47,7 +48,7 @@ def _demo(tmp_path) -> dict:
 
 
 def test_demo_quick_json(tmp_path):
-    s = _demo(tmp_path)
+    s = _demo(tmp_path, "--dataset", "digits")
     for key in ("backbone_accuracy", "co_inference_accuracy"):
         assert 0.0 <= s[key] <= 100.0
     assert s["co_inference_accuracy"] > 10.0  # better than chance on 10 digits
@@ -65,7 +66,7 @@ def test_demo_quick_json(tmp_path):
     for f in s["report"]:
         assert Path(f).stat().st_size > 500
     assert not s["reused"]
-    again = _demo(tmp_path)  # the cache is reused: no training the second time
+    again = _demo(tmp_path, "--dataset", "digits")  # the cache is reused: no training the second time
     assert again["reused"] and again["backbone_accuracy"] == s["backbone_accuracy"]
 
 

@@ -141,3 +141,24 @@ def combine(reports: list[BitReport]) -> BitReport:
         per_sample_bits=tuple(b for r in reports for b in r.per_sample_bits),
         per_sample_wire_bytes=tuple(b for r in reports for b in r.per_sample_wire_bytes),
     )
+
+
+@torch.no_grad()
+def fit_code_probs(model: CoInferenceModel, batches: Iterable[torch.Tensor]) -> np.ndarray:
+    """Learned entropy model: each code channel's firing probability over the samples in
+    ``batches`` (model inputs, as for :func:`measure_bits`), in eval mode as deployed."""
+    if not model.spiking:
+        raise NeucodexError("learned channel probabilities are for spike codes; a DNN sends uint8")
+    edge = model.edge.eval()
+    mode = model.step_mode
+    edge.set_step_mode("m")
+    ones, count = np.zeros(model.code_shape[0]), 0.0
+    for x in batches:
+        code = edge(x)  # [T, B, C', H', W']
+        model.reset_state()
+        ones += code.sum(dim=(0, 1, 3, 4)).double().cpu().numpy()
+        count += code[:, :, 0].numel()
+    model.set_step_mode(mode)
+    if count == 0:
+        raise NeucodexError("no samples to learn channel probabilities from")
+    return codec.probs_from_counts(ones, count)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_checkpoint, update_info
+from .errors import NeucodexError
 from .evaluate import load_split, loader, predict, resolve_device
 from .exit import MEASURES, ExitPolicy, calibrate, evaluate_policy
+from .pretrained import is_zoo
 
 
-def checkpoint_logits(ck_dir: str | Path, split: str, device: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-timestep logits ``[T, N, K]`` and labels of a checkpoint on a split of its own dataset."""
+def checkpoint_logits(
+    ck_dir: str | Path, split: str, device: str = "auto", dataset: str | None = None, root: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-timestep logits ``[T, N, K]`` and labels of a checkpoint on a split of its own dataset
+    (or of ``dataset`` / ``root``)."""
     ck = load_checkpoint(ck_dir)
     cfg = ck.info.experiment()
+    if dataset or root:
+        cfg = replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root or cfg.data.root))
     T = ck.model.T
     data = loader(load_split(cfg, split, T), cfg.optim.batch_size, False, cfg.seed, cfg.workers)
     dev = resolve_device(device)
@@ -28,10 +36,14 @@ def calibrate_checkpoint(
     min_steps: int = 1,
     device: str = "auto",
     plot: bool = True,
+    dataset: str | None = None,
+    root: str | None = None,
 ) -> dict:
     """Calibrate every measure on val, evaluate on test, plot, and store the best policy in model.json."""
-    val_logits, val_labels = checkpoint_logits(ck_dir, "val", device)
-    test_logits, test_labels = checkpoint_logits(ck_dir, "test", device)
+    if is_zoo(ck_dir):
+        raise NeucodexError(f"{ck_dir} is shipped read-only: copy its directory (neucodex zoo) and calibrate the copy")
+    val_logits, val_labels = checkpoint_logits(ck_dir, "val", device, dataset, root)
+    test_logits, test_labels = checkpoint_logits(ck_dir, "test", device, dataset, root)
     rows, curves = [], {}
     for m in measures:
         policy, curve = calibrate(val_logits, val_labels, m, target_drop, min_steps)

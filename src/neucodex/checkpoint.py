@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -145,6 +146,7 @@ class CheckpointInfo:
     metrics: dict = field(default_factory=dict)
     backbone: dict | None = None  # {"sha256", "path"} of the backbone a co-inference model came from
     exit_policy: ExitPolicy | None = None
+    channel_probs: list[float] | None = None  # learned per-channel firing probabilities of the code
     extra: dict = field(default_factory=dict)
 
     @property
@@ -161,6 +163,11 @@ class CheckpointInfo:
         if not self.backbone:
             return None
         return self.backbone["path"] if is_zoo(self.backbone["path"]) else Path(self.backbone["path"])
+
+    @property
+    def probs(self) -> np.ndarray | None:
+        """The learned channel probabilities as the codec takes them (None: none learned)."""
+        return None if self.channel_probs is None else np.asarray(self.channel_probs, np.float64)
 
     @property
     def policy(self) -> ExitPolicy:
@@ -187,6 +194,8 @@ class CheckpointInfo:
             d["backbone"] = self.backbone
         if self.exit_policy is not None:
             d["exit_policy"] = self.exit_policy.to_dict()
+        if self.channel_probs is not None:
+            d["channel_probs"] = list(self.channel_probs)
         return {**d, **self.extra, "sha256": self.sha256}
 
     @classmethod
@@ -209,15 +218,26 @@ class CheckpointInfo:
                 policy = ExitPolicy.from_dict(d["exit_policy"])
             except NeucodexError as e:
                 raise CheckpointError(f"{where}: bad exit_policy: {e}") from None
-        known = {"format", "version", "model", "config", "dataset", "metrics", "backbone", "exit_policy", "sha256"}
+        spec = ModelSpec.from_dict(d["model"], where)
+        probs = d.get("channel_probs")
+        if probs is not None:
+            channels = BottleneckConfig.parse(spec.bottleneck).channels if spec.coinference else None
+            ok = isinstance(probs, list) and all(
+                isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 1 for p in probs
+            )
+            if not ok or len(probs) != channels:
+                raise CheckpointError(f"{where}: channel_probs must be one probability in (0, 1) per code channel")
+        known = {"format", "version", "model", "config", "dataset", "metrics", "backbone", "exit_policy"}
+        known |= {"channel_probs", "sha256"}
         return cls(
-            ModelSpec.from_dict(d["model"], where),
+            spec,
             str(d.get("sha256", "")),
             d.get("config", {}),
             d.get("dataset", {}),
             d.get("metrics", {}),
             backbone,
             policy,
+            probs,
             {k: v for k, v in d.items() if k not in known},
         )
 

@@ -212,8 +212,9 @@ def encode(
 ) -> bytes:
     """One packet for a ``[C, H, W]`` (or ``[N, C, H, W]``) map at ``timestep``.
 
-    ``auto`` tries every spike format and keeps the smallest (entropy uses ``channel_probs``
-    when given). Real-valued features need ``format='uint8'``.
+    ``auto`` tries every spike format and keeps the smallest; with ``channel_probs`` the
+    learned-probability entropy code competes as well, so it never costs more than without.
+    Real-valued features need ``format='uint8'``.
     """
     a = _as_array(x)
     shape4 = _shape4(a.shape)
@@ -224,7 +225,9 @@ def encode(
     if format == "auto":
         if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
             raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'")
-        candidates = [(_payload(f, a, channel_probs, shape4), f) for f in SPIKE_FORMATS]
+        candidates = [(_payload(f, a, None, shape4), f) for f in SPIKE_FORMATS]
+        if channel_probs is not None:  # learned probabilities compete too: never worse than without
+            candidates.append((_payload("entropy", a, channel_probs, shape4), "entropy"))
         (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
     else:
         payload, flags = _payload(format, a, channel_probs, shape4)
@@ -318,5 +321,9 @@ def fit_channel_probs(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
     if a.ndim < 3:
         raise CodecError(f"need [..., C, H, W] spike maps, got shape {a.shape}")
     axes = tuple(i for i in range(a.ndim) if i != a.ndim - 3)
-    ones, count = a.sum(axis=axes), a.size / a.shape[-3]
-    return ((ones + 0.5) / (count + 1.0)).astype(np.float64)  # Krichevsky–Trofimov estimate
+    return probs_from_counts(a.sum(axis=axes), a.size / a.shape[-3])
+
+
+def probs_from_counts(ones: np.ndarray, count: float) -> np.ndarray:
+    """Per-channel firing probabilities from per-channel spike counts out of ``count`` positions each."""
+    return ((np.asarray(ones, np.float64) + 0.5) / (count + 1.0)).astype(np.float64)  # Krichevsky–Trofimov

@@ -1,9 +1,10 @@
-"""``neucodex demo``: the whole system end to end on the embedded default data, offline, on a CPU.
+"""``neucodex demo``: the whole system end to end on embedded data, offline, on a CPU.
 
-Train (or reuse from the cache) a tiny spiking backbone and its co-inference model on ``digits``
-(``digits-dvs`` with ``events``), calibrate early exit on the validation split, start the cloud
-server as its own process on a free loopback port, stream the test split through the edge
-client, write the report, stop the server, and return one summary.
+Default: the shipped CIFAR-10 spiking ResNet-18 co-inference checkpoint over the 1,000 embedded
+held-out images — no training. ``digits`` / ``digits-dvs``: train (or reuse from the cache) a tiny
+backbone and co-inference model and calibrate early exit first. Then start the cloud server as
+its own process on a free loopback port, stream the test images through the edge client, write
+the report, stop the server, and return one summary.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from pathlib import Path
 from .calibration import calibrate_checkpoint
 from .checkpoint import load_checkpoint, read_info
 from .config import load_config
+from .data import build_dataset
 from .data.images import cache_root
+from .errors import NeucodexError
 from .evaluate import load_split
+from .pretrained import entries as zoo_entries
 from .report import write_report
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
@@ -28,6 +32,15 @@ from .train import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24
+PRETRAINED = {"cifar10-demo": ("zoo:cifar10-resnet18", "zoo:cifar10-resnet18-rb2")}
+"""Datasets the demo runs on shipped checkpoints: (backbone, co-inference) zoo entries."""
+PRETRAINED_QUICK = 100
+
+
+def default_dataset() -> str:
+    """``cifar10-demo`` when this install ships its checkpoints, else ``digits`` (trained here)."""
+    names = {e.name for e in zoo_entries()}
+    return "cifar10-demo" if all(ref[len("zoo:") :] in names for ref in PRETRAINED["cifar10-demo"]) else "digits"
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -35,18 +48,9 @@ def _say(msg: str, quiet: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_demo(
-    *,
-    events: bool = False,
-    quick: bool = False,
-    cache_dir: str | Path | None = None,
-    out: str | Path = "runs/demo",
-    quiet: bool = False,
-    rtt_ms: float = 20.0,
-    device_factor: float = 10.0,
-) -> dict:
-    t0 = time.perf_counter()
-    overrides = [*(["data.name=digits-dvs"] if events else []), *(QUICK if quick else [])]
+def _trained_here(dataset: str, quick: bool, cache_dir, quiet: bool) -> tuple[str, str, object, bool]:
+    """Train (or reuse from the cache) the tiny backbone and co-inference model on ``dataset``."""
+    overrides = [*([f"data.name={dataset}"] if dataset != "digits" else []), *(QUICK if quick else [])]
     key = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:12]
     cache = Path(cache_dir) if cache_dir else cache_root() / "demo"
     cfg = load_config("tiny", [f"out={cache}", f"name=demo-{key}", *overrides])
@@ -69,16 +73,50 @@ def run_demo(
         calibrate_checkpoint(coinf_dir, target_drop=0.5, device="cpu")
     else:
         _say("[2/5] early exit already calibrated", quiet)
+    return str(backbone_dir), str(coinf_dir), cfg, reused
+
+
+def run_demo(
+    *,
+    dataset: str | None = None,
+    quick: bool = False,
+    cache_dir: str | Path | None = None,
+    out: str | Path = "runs/demo",
+    quiet: bool = False,
+    rtt_ms: float = 20.0,
+    device_factor: float = 10.0,
+) -> dict:
+    """``cifar10-demo`` (default): the shipped CIFAR-10 checkpoints on the 1,000 embedded held-out
+    images, no training. ``digits`` / ``digits-dvs``: a tiny model trained here (or cached)."""
+    t0 = time.perf_counter()
+    dataset = dataset or default_dataset()
+    if dataset in PRETRAINED:
+        if default_dataset() != dataset:
+            raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
+        backbone_dir, coinf_dir = PRETRAINED[dataset]
+        reused = True
+        _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
+        _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)
+        test = build_dataset(dataset, "test", train_augment=False)
+        n = min(len(test), PRETRAINED_QUICK) if quick else len(test)
+        report_data = {"dataset": dataset}
+    elif dataset in ("digits", "digits-dvs"):
+        backbone_dir, coinf_dir, cfg, reused = _trained_here(dataset, quick, cache_dir, quiet)
+        test = None
+        report_data = {}
+    else:
+        raise NeucodexError(f"the demo runs on cifar10-demo (shipped model), digits or digits-dvs, not {dataset!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"backbone": str(backbone_dir), "coinference": [str(coinf_dir)]}))
+    (out / "run.json").write_text(json.dumps({"backbone": backbone_dir, "coinference": [coinf_dir]}))
 
     _say("[3/5] starting the cloud server on a free loopback port", quiet)
     proc, address = spawn_server(coinf_dir)
     try:
         ck = load_checkpoint(coinf_dir)
-        test = load_split(cfg, "test", ck.model.T)
-        n = min(len(test), QUICK_SAMPLES) if quick else len(test)
+        if test is None:
+            test = load_split(cfg, "test", ck.model.T)
+            n = min(len(test), QUICK_SAMPLES) if quick else len(test)
         _say(f"[4/5] streaming {n} test samples edge → {address} → cloud", quiet)
         with EdgeClient(ck, address) as client:
             results = stream_dataset(client, test, range(n), progress=not quiet)
@@ -89,15 +127,15 @@ def run_demo(
         json.dumps({"summary": live, "samples": [r.to_dict() for r in results]}, default=float)
     )
     _say(f"[5/5] writing the report into {out}", quiet)
-    r = write_report(out, samples=n, rtt_ms=rtt_ms, device_factor=device_factor)
+    r = write_report(out, samples=n, rtt_ms=rtt_ms, device_factor=device_factor, **report_data)
     bits = r["bits"]["exit"]
     payload = live["payload_bits"]
     ratio = lambda ref: ref / payload if payload else float("inf")  # noqa: E731
     return {
         "run_dir": str(out),
-        "cache_dir": str(run),
+        "checkpoint": coinf_dir,
         "reused": reused,
-        "dataset": cfg.data.name,
+        "dataset": r["dataset"],
         "T": r["T"],
         "samples": n,
         "server": address,
@@ -130,7 +168,7 @@ def summary_table(s: dict) -> str:
     e45, er = s["energy_mj"]["45nm"], s["energy_mj"]["rolls"]
     lines = [
         f"neucodex demo on {s['dataset']} (T={s['T']}, {s['samples']} test samples, "
-        f"{'cached models' if s['reused'] else 'trained now'}; {s['wall_s']:.0f} s)",
+        f"{'shipped or cached models' if s['reused'] else 'trained now'}; {s['wall_s']:.0f} s)",
         f"  accuracy            backbone {s['backbone_accuracy']:.2f}%   "
         f"co-inference {s['co_inference_accuracy']:.2f}% (drop {s['accuracy_drop']:.2f} pp)",
         f"  timesteps           {s['mean_steps']:.2f} of {s['T']} on average (early exit)",

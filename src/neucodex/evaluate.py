@@ -158,7 +158,8 @@ def evaluate_checkpoint(
         labels.append(y)
         if info.is_coinference:
             steps, _ = policy.decide(logits)
-            reports.append(measure_bits(model, to_model_input(x, torch.device("cpu")).to(dev), steps=steps))
+            x = to_model_input(x, torch.device("cpu")).to(dev)
+            reports.append(measure_bits(model, x, steps=steps, channel_probs=info.probs))
     logits, labels = torch.cat(outs, 1), torch.cat(labels)
     ev = evaluate_policy(logits, labels, policy)
     k = logits.shape[-1]

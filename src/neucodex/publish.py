@@ -12,7 +12,9 @@ from .checkpoint import read_info
 from .pretrained import HERE, PREFIX, ZooEntry, ZooError, entries, entry, sha256_file, write_index
 
 
-def add_to_zoo(directory: str | Path, name: str, source: str = "", backbone: str | None = None) -> ZooEntry:
+def add_to_zoo(
+    directory: str | Path, name: str, source: str = "", backbone: str | None = None, demo_dataset: str | None = None
+) -> ZooEntry:
     """Copy a checkpoint into the package as ``zoo:<name>``.
 
     Floating tensors become fp16 (half the bytes). The accuracy listed is the checkpoint's own
@@ -59,6 +61,15 @@ def add_to_zoo(directory: str | Path, name: str, source: str = "", backbone: str
         source,
     )
     write_index([x for x in entries() if x.name != name] + [e])
+    if demo_dataset:  # the shipped (fp16) weights on the embedded images: what a test re-measures
+        from dataclasses import replace
+
+        from .evaluate import evaluate_checkpoint
+
+        r = evaluate_checkpoint(PREFIX + name, dataset=demo_dataset, device="cpu")
+        keys = ("dataset", "samples", "accuracy", "accuracy_all_t", "accuracy_at_t", "mean_steps", "payload_bits")
+        e = replace(e, demo={k: r[k] for k in keys})
+        write_index([x for x in entries() if x.name != name] + [e])
     return e
 
 
@@ -76,6 +87,11 @@ def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> 
     base = test.base
     images = np.stack([base.images[test.indices[i]] for i in keep])
     path = HERE / DEMO_IMAGES
-    np.savez_compressed(path, images=images, labels=labels[keep], classes=np.asarray(test.classes),
-                        source_indices=np.asarray([test.indices[i] for i in keep]))
+    np.savez_compressed(
+        path,
+        images=images,
+        labels=labels[keep],
+        classes=np.asarray(test.classes),
+        source_indices=np.asarray([test.indices[i] for i in keep]),
+    )
     return path

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from torch.utils.data import Subset as TorchSubset
 from tqdm import tqdm
 
-from .accounting import BitReport, measure_bits_batches
+from .accounting import BitReport, fit_code_probs, measure_bits_batches
 from .bottleneck import CoInferenceModel
 from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
 from .config import ExperimentConfig, OptimConfig
@@ -431,7 +431,18 @@ def finetune(
         progress=progress,
         meta={"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}},
     )
-    bits = measure_bits_batches(model, (to_model_input(x, device) for x, _ in test))
+    probs = None
+    if model.spiking:  # learned entropy model: channel firing probabilities on the training images
+        plain = loader(
+            load_split(replace(cfg, data=replace(cfg.data, train_augment=False)), "train", T),
+            cfg.finetune.batch_size,
+            False,
+            cfg.seed,
+            cfg.workers,
+        )
+        probs = fit_code_probs(model, (to_model_input(x, device) for x, _ in plain))
+        update_info(out, channel_probs=probs.tolist())
+    bits = measure_bits_batches(model, (to_model_input(x, device) for x, _ in test), channel_probs=probs)
     val_acc = evaluate(model, val, device)["accuracy"]
     extra = {
         "point": point,

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", help="comma-separated: max_softmax,entropy,margin (default: all)")
     p.add_argument("--min-steps", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
+    p.add_argument("--root", help="dataset files (default: the checkpoint's)")
     p.add_argument("--json", action="store_true")
 
 
@@ -23,7 +25,9 @@ def run(args: argparse.Namespace) -> None:
     from ..exit import MEASURES
 
     measures = args.measure.split(",") if args.measure else list(MEASURES)
-    r = calibrate_checkpoint(args.checkpoint, args.target_drop, measures, args.min_steps, args.device)
+    r = calibrate_checkpoint(
+        args.checkpoint, args.target_drop, measures, args.min_steps, args.device, dataset=args.dataset, root=args.root
+    )
     if args.json:
         print(json.dumps(r, indent=1, default=float))
         return

@@ -6,12 +6,18 @@ import argparse
 import json
 
 NAME = "demo"
-HELP = "the whole system end to end on the embedded digits data (start here)"
+HELP = "the whole system end to end: the shipped CIFAR-10 model on embedded held-out images (start here)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--events", action="store_true", help="digits-dvs event frames instead of images")
-    p.add_argument("--quick", action="store_true", help="a small model and few samples (tests)")
+    p.add_argument(
+        "--dataset",
+        choices=("cifar10-demo", "digits", "digits-dvs"),
+        help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); digits, "
+        "digits-dvs: a tiny model trained here first",
+    )
+    p.add_argument("--events", action="store_true", help="same as --dataset digits-dvs")
+    p.add_argument("--quick", action="store_true", help="fewer samples (and, for digits, a smaller model)")
     p.add_argument(
         "--cache-dir",
         help="where trained models are kept and reused (default: $NEUCODEX_CACHE/demo or ~/.cache/neucodex/demo)",
@@ -26,7 +32,7 @@ def run(args: argparse.Namespace) -> None:
     from ..demo import run_demo, summary_table
 
     s = run_demo(
-        events=args.events,
+        dataset="digits-dvs" if args.events else args.dataset,
         quick=args.quick,
         cache_dir=args.cache_dir,
         out=args.out,

@@ -17,6 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device-factor", type=float, default=10.0, help="edge compute is this many times slower")
     p.add_argument("--radio", default="wifi", help="wifi, lte or ble (energy per transmitted bit)")
     p.add_argument("--scope", default="paper", choices=("full", "paper"), help="scope of the per-split-point table")
+    p.add_argument("--dataset", help="test samples from this dataset (default: the checkpoint's)")
+    p.add_argument("--root", help="dataset files (default: the checkpoint's)")
     p.add_argument("--json", action="store_true")
 
 
@@ -30,6 +32,8 @@ def run(args: argparse.Namespace) -> None:
         device_factor=args.device_factor,
         radio=args.radio,
         scope=args.scope,
+        dataset=args.dataset,
+        root=args.root,
     )
     print(json.dumps(r, default=float) if args.json else (Path(args.run_dir) / "report.md").read_text())
     if not args.json:

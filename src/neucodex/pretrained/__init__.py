@@ -37,6 +37,7 @@ class ZooEntry:
     sha256: str  # of model.safetensors: the model id
     json_sha256: str  # of model.json
     source: str  # how it was made (bench/RESULTS.md has the commands)
+    demo: dict | None = None  # figures on the embedded demo images when added: the regression expectation
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +54,7 @@ def entries() -> list[ZooEntry]:
 
 
 def is_zoo(ref: str | Path) -> bool:
-    return isinstance(ref, str) and ref.startswith(PREFIX)
+    return str(ref).startswith(PREFIX)
 
 
 def entry(name: str) -> ZooEntry:

@@ -10,12 +10,13 @@ operation counts with measured firing rates, and latency from measured compute t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import Subset
 
-from ..accounting import measure_bits
+from ..accounting import combine, measure_bits
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
 from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
 from ..evaluate import load_split, predict, resolve_device, to_model_input
@@ -47,6 +48,10 @@ def find_checkpoints(run_dir: Path) -> tuple[Path, list[Path]]:
 def _main_checkpoint(coinf: list[Path]) -> Path:
     calibrated = [p for p in coinf if read_info(p).exit_policy is not None]
     return (calibrated or coinf)[0]
+
+
+BATCH = 100  # samples run together
+OPS_SAMPLES = 128  # samples whose firing rates the energy figures use
 
 
 def _stack(ds) -> torch.Tensor:
@@ -112,8 +117,13 @@ def analyse(
     device_factor: float = 10.0,
     radio: str = "wifi",
     scope: str = "paper",
+    dataset: str | None = None,
+    root: str | None = None,
 ) -> dict:
-    """Every figure of the report, as a dict (what ``report.json`` holds)."""
+    """Every figure of the report, as a dict (what ``report.json`` holds).
+
+    Test samples come from the checkpoint's own dataset, or ``dataset`` / ``root``. Firing rates for
+    the energy figures are measured on the first :data:`OPS_SAMPLES` of them."""
     run_dir = Path(run_dir)
     radio_p = radio_profile(radio)  # an unknown radio fails before any evaluation work
     backbone_dir, coinf = find_checkpoints(run_dir)
@@ -121,19 +131,22 @@ def analyse(
     ck, bb = load_checkpoint(main_dir), load_checkpoint(backbone_dir)
     model, backbone = ck.model, bb.model
     cfg = ck.info.experiment()
+    if dataset or root:
+        cfg = replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root or cfg.data.root))
     T = model.T
     test = load_split(cfg, "test", T)
     ds = Subset(test, range(min(len(test), samples or len(test))))
     dev = resolve_device("cpu")
-    batch = torch.utils.data.DataLoader(ds, batch_size=len(ds))
-    logits, labels = predict(model, batch, dev)
-    bb_logits, _ = predict(backbone, batch, dev)
+    batches = torch.utils.data.DataLoader(ds, batch_size=BATCH)
+    logits, labels = predict(model, batches, dev)
+    bb_logits, _ = predict(backbone, batches, dev)
     policy = ck.info.policy
     ev = evaluate_policy(logits, labels, policy)
     steps = torch.tensor(ev["steps"])
-    x = _stack(ds)
-    bits_exit = measure_bits(model, x, steps=steps)
-    bits_all = measure_bits(model, x)
+    parts = [(to_model_input(xb, dev), steps[i * BATCH : (i + 1) * BATCH]) for i, (xb, _) in enumerate(batches)]
+    bits_exit = combine([measure_bits(model, xb, steps=s, channel_probs=ck.info.probs) for xb, s in parts])
+    bits_all = combine([measure_bits(model, xb, channel_probs=ck.info.probs) for xb, _ in parts])
+    x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
     energies, per_sample_mj = coinference_energy(model, backbone, dnn, x, steps, bits_exit, bits_all, radio_p)

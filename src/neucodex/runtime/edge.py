@@ -144,6 +144,7 @@ class EdgeClient:
         self.edge.set_step_mode("s")
         self.T = ck.info.model.steps
         self.format = codec_format if self.model.spiking else "uint8"
+        self.probs = ck.info.probs if self.model.spiking else None  # learned entropy model, if fitted
         self.policy = policy
         self.local_policy = policy or ck.info.policy
         self.pipeline = pipeline
@@ -213,7 +214,7 @@ class EdgeClient:
     def _compute(self, x: torch.Tensor, t: int, res: SampleResult) -> bytes:
         t0 = time.perf_counter()
         code = self.edge(self._input_at(x, t))[0]
-        pkt = codec.encode(code.cpu(), self.format, timestep=t)
+        pkt = codec.encode(code.cpu(), self.format, timestep=t, channel_probs=self.probs)
         res.edge_ms += (time.perf_counter() - t0) * 1000.0
         res.steps_computed += 1
         return pkt
@@ -271,7 +272,7 @@ class EdgeClient:
             return
         if self._cloud is None:
             self._cloud = CloudModel(self.model, self.device)
-        session = CloudSession(self._cloud, self.local_policy, self.T)
+        session = CloudSession(self._cloud, self.local_policy, self.T, self.probs)
         session.begin(res.index)
         for t in range(self.T):
             if t == len(packets):
