@@ -208,3 +208,24 @@ def test_code_rate_penalty_enters_the_loss(tmp_path):
         m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"p{penalty}", progress=False)
         losses.append(m.history[0]["train_loss"])
     assert 0 < losses[1] - losses[0] <= 5.0  # λ x a firing rate in (0, 1]
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("optim.lr=abc", "optim.lr must be a number, got 'abc'"),
+        ("optim.epochs=2.5", "optim.epochs must be an integer"),
+        ("model.T=0", "model.T must be in 1..64"),
+        ("finetune.label_smoothing=2", "finetune.label_smoothing must be in 0.0..1.0"),
+        ("optim.per_timestep_loss=3", "optim.per_timestep_loss must be true or false"),
+        ("sweep.bottlenecks=[1, 2]", "sweep.bottlenecks[] must be a string"),
+    ],
+)
+def test_config_values_are_typed_on_the_cli(tmp_path, override, words):
+    proc = subprocess.run(
+        [sys.executable, "-m", "neucodex.cli", "train", "--set", override, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("neucodex: error: ")
+    assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

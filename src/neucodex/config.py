@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -99,10 +102,75 @@ def _build(cls, data: dict, where: str):
     if unknown:
         raise ConfigError(f"unknown field {where + '.' if where else ''}{unknown[0]}; fields here: {', '.join(known)}")
     kwargs = {}
+    hints = typing.get_type_hints(cls)
     for k, v in data.items():
+        key = f"{where}.{k}" if where else k
         default = known[k].default_factory() if known[k].default_factory is not dataclasses.MISSING else None
-        kwargs[k] = _build(type(default), v, f"{where}.{k}" if where else k) if dataclasses.is_dataclass(default) else v
-    return cls(**kwargs)
+        if dataclasses.is_dataclass(default):
+            kwargs[k] = _build(type(default), v, key)
+        else:
+            kwargs[k] = _typed(v, hints[k], key)
+    obj = cls(**kwargs)
+    for k, (lo, hi) in _RANGES.items():
+        section, _, name = k.rpartition(".")
+        if type(obj).__name__ == section and getattr(obj, name) is not None and not lo <= getattr(obj, name) <= hi:
+            raise ConfigError(f"{where + '.' if where else ''}{name} must be in {lo}..{hi}, got {getattr(obj, name)}")
+    return obj
+
+
+_RANGES = {
+    "ModelConfig.T": (1, 64),
+    "ModelConfig.init_scale": (1e-3, 1e3),
+    "DataConfig.size": (1, 4096),
+    "DataConfig.limit": (1, 10**9),
+    "OptimConfig.lr": (0.0, 100.0),
+    "OptimConfig.weight_decay": (0.0, 10.0),
+    "OptimConfig.momentum": (0.0, 1.0),
+    "OptimConfig.epochs": (0, 100_000),
+    "OptimConfig.batch_size": (1, 1 << 20),
+    "OptimConfig.warmup_epochs": (0, 100_000),
+    "OptimConfig.label_smoothing": (0.0, 1.0),
+    "OptimConfig.code_rate_penalty": (0.0, 1e6),
+    "SweepConfig.tolerance": (-1e6, 100.0),
+    "ExperimentConfig.workers": (0, 1024),
+}
+"""Ranges of numeric fields: a value outside is refused with the key's name."""
+
+
+def _typed(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:
+    """``value`` checked against the field's annotation (ints accepted where floats are)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _typed(value, inner[0], key) if len(inner) == 1 else value
+    want = origin or hint
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+        list: isinstance(value, list),
+        dict: isinstance(value, dict),
+    }.get(want, True)
+    if not ok:
+        name = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            list: "a list",
+            dict: "a mapping",
+        }[want]
+        raise ConfigError(f"{key} must be {name}, got {value!r}")
+    if want is float:
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if want is list and args:
+        return [_typed(v, args[0], f"{key}[]") for v in value]
+    return value
 
 
 def from_dict(data: dict) -> ExperimentConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,12 @@ def stream_dataset(
     return out
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least ``q`` % of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
 def summarize(results: Sequence[SampleResult]) -> dict:
     """Means per sample (per frame for round trips) and counts by status."""
     if not results:
@@ -47,7 +54,7 @@ def summarize(results: Sequence[SampleResult]) -> dict:
         "rtt_ms": mean([r.rtt_ms for r in results if r.status == "ok"]),
         "cloud_ms": mean([r.cloud_ms for r in results if r.status == "ok"]),
         "latency_ms": mean([r.latency_ms for r in results]),
-        "latency_ms_p95": sorted(r.latency_ms for r in results)[int(0.95 * (len(results) - 1))],
+        "latency_ms_p95": percentile([r.latency_ms for r in results], 95),
         "retries": sum(r.retries for r in results),
     }
 
