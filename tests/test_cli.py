@@ -53,3 +53,15 @@ def test_datasets_list_and_load(capsys):
     assert main(["datasets", "digits", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {s: v["samples"] for s, v in report["splits"].items()} == {"train": 1295, "val": 143, "test": 359}
+
+
+def test_finetune_flags_set_the_finetune_section():
+    from neucodex.cli import build_parser
+    from neucodex.commands.common import experiment
+
+    args = build_parser().parse_args(["finetune", "--epochs", "2", "--lr", "0.01", "--batch-size", "8"])
+    cfg = experiment(args, optim="finetune")
+    assert (cfg.finetune.epochs, cfg.finetune.lr, cfg.finetune.batch_size) == (2, 0.01, 8)
+    assert cfg.optim.epochs == 20  # the tiny preset's pretraining epochs are untouched
+    args = build_parser().parse_args(["train", "--epochs", "3"])
+    assert experiment(args).optim.epochs == 3

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from neucodex.data import DatasetMissingError, build_dataset, list_datasets
+from neucodex.data import DatasetMissingError, build_dataset, dataset_spec, list_datasets
 from neucodex.data.events import read_bin
 
 SHARED = Path(os.environ.get("NEUCODEX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -257,3 +257,9 @@ def test_demo_images_come_from_the_held_out_test_split(cache):
     assert all(
         np.array_equal(base.images[i], img) for i, img in zip(z["source_indices"][:20], z["images"][:20], strict=True)
     )
+
+
+def test_digits_listing_states_the_split_sizes_it_loads():
+    spec = dataset_spec("digits")
+    for split in ("train", "val", "test"):
+        assert f"{split} {len(build_dataset('digits', split)):,}" in spec.samples

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -320,3 +321,29 @@ def test_p95_is_nearest_rank():
 
     assert percentile([1592.36, 1583.80], 95) == 1592.36  # two samples: the larger, never below the mean
     assert percentile(list(range(1, 101)), 95) == 95 and percentile([7.0], 95) == 7.0
+
+
+def test_edge_exit_codes_without_a_cloud(coinference_checkpoint):
+    """Documented: 0 all answered (fallback warns on stderr), 1 some failed, 2 usage errors."""
+    base = [
+        sys.executable,
+        "-m",
+        "neucodex.cli",
+        "edge",
+        "--checkpoint",
+        str(coinference_checkpoint),
+        "--limit",
+        "2",
+        "--retry-deadline",
+        "0.2",
+        "--timeout",
+        "1",
+        "--quiet",
+    ]
+    failed = subprocess.run([*base, "--server", "127.0.0.1:1", "--fallback", "none"], capture_output=True, text=True)
+    assert failed.returncode == 1 and "2 of 2 samples failed" in failed.stderr
+    local = subprocess.run([*base, "--server", "127.0.0.1:1"], capture_output=True, text=True)
+    assert local.returncode == 0 and "2 samples answered on the edge" in local.stderr
+    garbage = subprocess.run([*base, "--server", "garbage"], capture_output=True, text=True)
+    assert garbage.returncode == 2
+    assert garbage.stderr.strip() == "neucodex: error: --server 'garbage' is not HOST:PORT (e.g. 127.0.0.1:50051)"

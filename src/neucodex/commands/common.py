@@ -27,8 +27,9 @@ def experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
-def experiment(args: argparse.Namespace):
-    """The config named by ``--config`` with every flag and ``--set`` applied."""
+def experiment(args: argparse.Namespace, optim: str = "optim"):
+    """The config named by ``--config`` with every flag and ``--set`` applied; ``--epochs``,
+    ``--lr`` and ``--batch-size`` set the ``optim`` section (``finetune`` for fine-tuning)."""
     from ..config import load_config
 
     sets = list(args.set or [])
@@ -38,9 +39,9 @@ def experiment(args: argparse.Namespace):
         ("root", "data.root"),
         ("size", "data.size"),
         ("T", "model.T"),
-        ("epochs", "optim.epochs"),
-        ("lr", "optim.lr"),
-        ("batch_size", "optim.batch_size"),
+        ("epochs", f"{optim}.epochs"),
+        ("lr", f"{optim}.lr"),
+        ("batch_size", f"{optim}.batch_size"),
         ("limit", "data.limit"),
         ("seed", "seed"),
         ("device", "device"),

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 
+from ..errors import NeucodexError
 from .common import policy, policy_arguments, read_bytes
 
 NAME = "edge"
@@ -35,7 +38,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     policy_arguments(p, "default: the server's")
 
 
-def run(args: argparse.Namespace) -> None:
+def check_target(server: str) -> str:
+    """``HOST:PORT`` (or a gRPC target such as ``dns:///name:port``), refused early if malformed."""
+    if server.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+        return server
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", server)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise NeucodexError(f"--server {server!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+    return server
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 every sample answered (by the cloud, or on the edge with --fallback local),
+    1 some samples failed, 2 a usage or setup error."""
     from dataclasses import replace
 
     from ..checkpoint import load_checkpoint
@@ -51,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     indices = range(min(len(ds), args.limit or len(ds)))
     with EdgeClient(
         ck,
-        args.server,
+        check_target(args.server),
         token=args.token,
         tls_ca=read_bytes(args.tls_ca, "TLS CA certificate"),
         codec_format=args.codec,
@@ -67,3 +82,18 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
     else:
         print(summary_table(summary))
+    failed, local = summary["status"]["failed"], summary["status"]["fallback"]
+    errors = sorted({r.error for r in results if r.status != "ok" and r.error})
+    if local:
+        print(
+            f"neucodex: warning: {local} samples answered on the edge, the cloud at {args.server} was not "
+            f"reachable ({errors[0] if errors else 'no answer'})",
+            file=sys.stderr,
+        )
+    if failed:
+        print(
+            f"neucodex: error: {failed} of {len(results)} samples failed ({errors[0] if errors else 'no answer'})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..train import finetune
 
-    cfg = experiment(args)
+    cfg = experiment(args, optim="finetune")
     point = args.point or cfg.coinference.point
     spec = args.bottleneck or cfg.coinference.bottleneck
     if not point or not spec:

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..sweep import run_sweep, summarize, sweep_dir
 
-    cfg = experiment(args)
+    cfg = experiment(args, optim="finetune")
     if args.bottlenecks:
         cfg.sweep.bottlenecks = args.bottlenecks.split(",")
     tolerance = cfg.sweep.tolerance if args.tolerance is None else args.tolerance

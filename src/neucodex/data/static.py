@@ -46,7 +46,7 @@ register_dataset(
         1,
         10,
         16,
-        "1,797 (train 1,294 / val 143 / test 360)",
+        "1,797 (train 1,295 / val 143 / test 359)",
         "nothing: scikit-learn ships it",
         "always available offline",
         _digits,
