@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 
 import grpc
 import pytest
@@ -149,6 +151,13 @@ def _frame(t, packet, sample=0):
         ("random bytes", grpc.StatusCode.INVALID_ARGUMENT, "bad magic"),
         ("bad crc", grpc.StatusCode.INVALID_ARGUMENT, "CRC32"),
         ("wrong shape", grpc.StatusCode.INVALID_ARGUMENT, "does not match the model"),
+        (
+            "huge declared shape",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "code shape (256, 256, 256) does not match the model",
+        ),
+        ("header timestep", grpc.StatusCode.INVALID_ARGUMENT, "header says timestep 3, the frame is timestep 0"),
+        ("uint8 to an SNN", grpc.StatusCode.INVALID_ARGUMENT, "format uint8 sent, model needs a spike format"),
         ("out of order", grpc.StatusCode.FAILED_PRECONDITION, "out of order"),
         ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
         ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
@@ -167,6 +176,13 @@ def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, c
         frames = [_frame(0, good[:-1] + bytes([good[-1] ^ 1]))]
     elif case == "wrong shape":
         frames = [_frame(0, codec.encode(torch.zeros(shape[0] + 1, *shape[1:]), "bitmap"))]
+    elif case == "huge declared shape":  # 24 bytes that declare 16 M neurons: refused before any allocation
+        head = struct.pack("<cBBBHHHHHI", b"N", 1, 0, 0, 0, 1, 256, 256, 256, 2)
+        frames = [_frame(0, head + struct.pack("<I", zlib.crc32(b"\0\0", zlib.crc32(head))) + b"\0\0")]
+    elif case == "header timestep":
+        frames = [_frame(0, codec.encode(torch.zeros(shape), "bitmap", timestep=3))]
+    elif case == "uint8 to an SNN":
+        frames = [_frame(0, codec.encode(torch.zeros(shape), "uint8"))]
     elif case == "out of order":
         frames = [_frame(0, good), _frame(2, good)]
     elif case == "too large":
@@ -347,3 +363,30 @@ def test_edge_exit_codes_without_a_cloud(coinference_checkpoint):
     garbage = subprocess.run([*base, "--server", "garbage"], capture_output=True, text=True)
     assert garbage.returncode == 2
     assert garbage.stderr.strip() == "neucodex: error: --server 'garbage' is not HOST:PORT (e.g. 127.0.0.1:50051)"
+
+
+def test_a_busy_port_is_one_line_and_never_shared(coinference_checkpoint):
+    first = Server(coinference_checkpoint, port=0).start()
+    try:
+        with pytest.raises(RuntimeFailure, match=f"cannot listen on 127.0.0.1:{first.port} \\(in use"):
+            Server(coinference_checkpoint, port=first.port)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "neucodex.cli",
+                "serve",
+                "--checkpoint",
+                str(coinference_checkpoint),
+                "--port",
+                str(first.port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+            f"neucodex: error: cannot listen on 127.0.0.1:{first.port} (in use, or not an address of this machine)"
+        ]
+    finally:
+        first.stop(0)

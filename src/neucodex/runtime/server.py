@@ -220,17 +220,21 @@ class Server:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
             interceptors=[_TokenInterceptor(token)] if token else [],
-            options=CHANNEL_OPTIONS,
+            options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],  # a second server on the port fails
             maximum_concurrent_rpcs=max_sessions,
         )
         pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
         address = f"{host}:{port}"
-        if tls:
-            key, cert = tls
-            self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
-        else:
-            self.port = self._server.add_insecure_port(address)
+        try:
+            if tls:
+                key, cert = tls
+                self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError:  # grpcio: "Failed to bind to address"
+            self.port = 0
         if self.port == 0:
+            self.batcher.close()
             raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
         self.host = host
 
