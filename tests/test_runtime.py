@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import struct
 import subprocess
@@ -390,3 +391,94 @@ def test_a_busy_port_is_one_line_and_never_shared(coinference_checkpoint):
         ]
     finally:
         first.stop(0)
+
+
+def test_duplicate_authorization_headers_are_refused(setup, server):
+    ck, *_ = setup
+    with grpc.insecure_channel(server.address) as ch:
+        stub = pb_grpc.CoInferenceStub(ch)
+        msgs = [pb.EdgeMessage(open=pb.Open(model_id=ck.model_id, T=ck.model.T, codec="auto"))]
+        meta = (("authorization", "Bearer guess"), ("authorization", "Bearer s3cret"))
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Stream(iter(msgs), metadata=meta, timeout=30))
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_echoed_client_strings_are_bounded(setup, server):
+    ck, *_ = setup
+    with grpc.insecure_channel(server.address) as ch:
+        stub = pb_grpc.CoInferenceStub(ch)
+        for open_msg in (
+            pb.Open(model_id=ck.model_id, T=ck.model.T, codec="x" * 10_000),
+            pb.Open(model_id=ck.model_id, T=ck.model.T, policy=pb.Policy(measure="m" * 10_000)),
+            pb.Open(model_id="z" * 10_000, T=ck.model.T),
+        ):
+            with pytest.raises(grpc.RpcError) as e:
+                list(
+                    stub.Stream(
+                        iter([pb.EdgeMessage(open=open_msg)]),
+                        metadata=(("authorization", "Bearer s3cret"),),
+                        timeout=30,
+                    )
+                )
+            assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+            assert len(e.value.details()) < 400
+
+
+def test_token_from_a_file_or_the_environment(setup, server, coinference_checkpoint, tmp_path, monkeypatch, capsys):
+    (tmp_path / "token").write_text("s3cret\n")
+    base = [
+        "edge",
+        "--server",
+        server.address,
+        "--checkpoint",
+        str(coinference_checkpoint),
+        "--limit",
+        "1",
+        "--quiet",
+        "--fallback",
+        "none",
+        "--json",
+    ]
+    assert main([*base, "--token-file", str(tmp_path / "token")]) == 0
+    monkeypatch.setenv("NEUCODEX_TOKEN", "s3cret")
+    assert main(base) == 0
+    monkeypatch.setenv("NEUCODEX_TOKEN", "wrong")
+    assert main(base) == 2 and "UNAUTHENTICATED" in capsys.readouterr().err
+
+
+def test_a_full_server_makes_the_edge_fall_back_not_abort(setup):
+    ck, ds, *_ = setup
+    srv = Server(ck, port=0, max_sessions=1).start()
+    hog = grpc.insecure_channel(srv.address)
+    held = queue.Queue()
+    opened = pb.EdgeMessage(open=pb.Open(model_id=ck.model_id, T=ck.model.T, codec="auto"))
+
+    def requests():
+        yield opened
+        yield from iter(held.get, None)
+
+    call = pb_grpc.CoInferenceStub(hog).Stream(requests())
+    try:
+        next(call)  # the one slot is taken by a session that sends Open and then nothing
+        with EdgeClient(ck, srv.address, retry_deadline=0.5, timeout=5) as client:
+            r = client.infer(ds[0][0])
+        assert r.status == "fallback" and r.retries >= 1 and "RESOURCE_EXHAUSTED" in r.error
+    finally:
+        held.put(None)
+        call.cancel()
+        hog.close()
+        srv.stop(0)
+
+
+def test_sigterm_ends_after_an_undecodable_message(coinference_checkpoint):
+    proc, address = spawn_server(coinference_checkpoint, "--grace", "1")
+    try:
+        with grpc.insecure_channel(address) as ch:
+            raw = ch.stream_stream("/neucodex.v1.CoInference/Stream")  # no serializer: raw bytes on the wire
+            with pytest.raises(grpc.RpcError):
+                list(raw(iter([b"\xff\xff"]), timeout=10))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()

@@ -229,3 +229,52 @@ def test_config_values_are_typed_on_the_cli(tmp_path, override, words):
     )
     assert proc.returncode == 2 and proc.stderr.startswith("neucodex: error: ")
     assert words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def _decoder_firing(checkpoint, cfg) -> dict:
+    """Decoder firing rate and accuracy on training images, in train mode and in eval mode."""
+    model = load_checkpoint(checkpoint).model
+    x, y = next(iter(loader(load_split(cfg, "train", 4), 256, False, 0, 0)))
+    seen = {}
+    model.stages.decoder[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("rate", o.float().mean().item()))
+    out = {}
+    for mode in ("train", "eval"):
+        (model.train() if mode == "train" else model.eval()).set_step_mode("m")
+        with torch.no_grad():
+            logits = model(x)
+        model.reset_state()
+        out[mode] = (seen["rate"], 100 * (logits.mean(0).argmax(-1) == y).float().mean().item())
+    return out
+
+
+@pytest.mark.parametrize("norm_samples", [0, 2048])
+def test_a_short_finetune_does_not_collapse_in_eval_mode(tmp_path, norm_samples):
+    """Regression: a new bottleneck's norms start at mean 0 / var 1; after a few steps their moving
+    averages still sit far above the decoder's real input variance, so in eval mode the decoder
+    stops firing (0.000% vs 5% in training on digits) and the model predicts one class. Precise BN
+    (optim.norm_samples) re-estimates them; with it off the collapse is back."""
+    cfg = cfg_for(
+        tmp_path,
+        "data.limit=600",
+        "optim.epochs=12",
+        "finetune.epochs=2",
+        "model.kwargs={widths: [16, 32, 64]}",
+        f"optim.norm_samples={norm_samples}",
+        f"finetune.norm_samples={norm_samples}",
+    )
+    pretrain(cfg, progress=False)
+    m = finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)
+    r = _decoder_firing(m.checkpoint, cfg)
+    (train_rate, train_acc), (eval_rate, eval_acc) = r["train"], r["eval"]
+    if norm_samples:
+        assert 0.5 * train_rate <= eval_rate <= 2 * train_rate
+        assert eval_acc >= train_acc - 15 and m.test_accuracy > 30  # tracks training, far above chance
+    else:
+        assert eval_rate < 0.1 * train_rate  # the collapse this guards against
+
+
+def test_collapse_is_said_loudly():
+    from neucodex.train import collapse_warning
+
+    assert "collapses in eval mode" in collapse_warning(11.0, 62.0, 10)
+    assert collapse_warning(57.0, 62.0, 10) == "" and collapse_warning(11.0, 15.0, 10) == ""

@@ -53,6 +53,7 @@ class OptimConfig:
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
+    norm_samples: int = 2048  # after every epoch, norms' running statistics from this many samples (0: off)
 
 
 @dataclass
@@ -131,6 +132,7 @@ _RANGES = {
     "OptimConfig.warmup_epochs": (0, 100_000),
     "OptimConfig.label_smoothing": (0.0, 1.0),
     "OptimConfig.code_rate_penalty": (0.0, 1e6),
+    "OptimConfig.norm_samples": (0, 10**9),
     "SweepConfig.tolerance": (-1e6, 100.0),
     "ExperimentConfig.workers": (0, 1024),
 }

@@ -204,6 +204,10 @@ def fit(
                 img_s=f"{seen / (time.perf_counter() - t0):.0f}",
             )
         sched.step()
+        if oc.norm_samples:
+            stats = loader(train_ds, oc.batch_size, True, cfg.seed + 10_000 + epoch, cfg.workers)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                recalibrate_norms(model, (to_model_input(x, device) for x, _ in stats), oc.norm_samples)
         n = max(seen, 1)
         row = {
             "epoch": epoch + 1,
@@ -236,6 +240,35 @@ def fit(
     if world > 1:
         dist.barrier()
     return {"history": history, "wall_s": time.perf_counter() - t_start}
+
+
+@torch.no_grad()
+def recalibrate_norms(model: Backbone, batches, samples: int) -> None:
+    """Precise BN: replace every norm's running statistics by the exact average of the batch
+    statistics over ``samples`` training samples, with the weights as they now are.
+
+    Why: the moving averages (momentum 0.1) describe the weights of the last ~10 steps, and a
+    newly inserted bottleneck's norms start from mean 0 / variance 1. After a short fine-tune the
+    decoder's running variance can stay orders of magnitude above its input's, so in eval mode it
+    barely fires and the model collapses to one class while training accuracy looks fine.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train().set_step_mode("m" if model.spiking else "s")
+    seen = 0
+    for x in batches:
+        model(x)
+        model.reset_state()
+        seen += x.shape[1] if x.dim() == 5 else x.shape[0]
+        if seen >= samples:
+            break
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
 
 
 def _data_meta(cfg: ExperimentConfig) -> dict:
@@ -364,6 +397,19 @@ def pretrain(
     return TrainResult(**fields) if fields else None
 
 
+def collapse_warning(test_accuracy: float, train_accuracy: float | None, classes: int) -> str:
+    """Non-empty when a model evaluates near chance while it trained well above it (eval-mode
+    collapse): such a checkpoint must not be stored silently."""
+    chance = 100.0 / max(classes, 1)
+    if train_accuracy is None or test_accuracy > 1.5 * chance or train_accuracy < 2.5 * chance:
+        return ""
+    return (
+        f"test accuracy {test_accuracy:.1f}% is near chance ({chance:.1f}%) while training accuracy was "
+        f"{train_accuracy:.1f}%: the model collapses in eval mode; check the norms' running statistics "
+        f"(optim.norm_samples) before using it"
+    )
+
+
 def _finish(model: Backbone, cfg: ExperimentConfig, out: Path, test_ds: Dataset, result: dict, extra: dict) -> dict:
     """Evaluate on test and store the final metrics in the checkpoint (rank 0 only; else {})."""
     rank, _ = distributed()
@@ -382,6 +428,10 @@ def _finish(model: Backbone, cfg: ExperimentConfig, out: Path, test_ds: Dataset,
         "history": history,
     }
     metrics = {**fields, **{k: (v.to_dict() if isinstance(v, BitReport) else v) for k, v in extra.items()}}
+    warning = collapse_warning(ev["accuracy"], history[-1]["train_accuracy"] if history else None, model.num_classes)
+    if warning:
+        metrics["warning"] = warning
+        print(f"neucodex: WARNING: {warning} ({out})", file=sys.stderr)
     info = update_info(out, config=cfg.to_dict(), dataset=_data_meta(cfg), metrics=metrics)
     return {**fields, **extra, "checkpoint": str(out), "model_id": info.sha256}
 

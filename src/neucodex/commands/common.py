@@ -83,3 +83,22 @@ def read_bytes(path: str | None, what: str) -> bytes | None:
             return f.read()
     except OSError as e:
         raise NeucodexError(f"cannot read the {what} {path}: {e.strerror}") from None
+
+
+def token_arguments(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--token", help=f"bearer token {whose} (visible in ps: prefer --token-file or $NEUCODEX_TOKEN)")
+    p.add_argument("--token-file", help="read the bearer token from this file (first line)")
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """``--token``, else ``--token-file``, else ``$NEUCODEX_TOKEN``; None when none is given."""
+    import os
+
+    if args.token:
+        return args.token
+    if args.token_file:
+        text = read_bytes(args.token_file, "token file").decode(errors="replace").strip().splitlines()
+        if not text or not text[0].strip():
+            raise NeucodexError(f"the token file {args.token_file} is empty")
+        return text[0].strip()
+    return os.environ.get("NEUCODEX_TOKEN") or None

@@ -8,7 +8,7 @@ import re
 import sys
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, read_bytes
+from .common import policy, policy_arguments, read_bytes, token, token_arguments
 
 NAME = "edge"
 HELP = "the edge: stream a dataset's samples through the cloud server"
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--limit", type=int, help="only the first this many samples of the split")
-    p.add_argument("--token", help="bearer token")
+    token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     p.add_argument("--codec", default="auto", help="bitmap, sparse, entropy or auto")
     p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     with EdgeClient(
         ck,
         check_target(args.server),
-        token=args.token,
+        token=token(args),
         tls_ca=read_bytes(args.tls_ca, "TLS CA certificate"),
         codec_format=args.codec,
         policy=policy(args),

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, read_bytes
+from .common import policy, policy_arguments, read_bytes, token, token_arguments
 
 NAME = "serve"
 HELP = "the cloud: a gRPC server running decoder + tail per session"
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="co-inference checkpoint directory")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051, help="0: any free port (printed)")
-    p.add_argument("--token", help="bearer token every call must carry")
+    token_arguments(p, "every call must carry")
     p.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--max-batch", type=int, default=32, help="frames run together at most (dynamic batching)")
@@ -43,12 +43,18 @@ def run(args: argparse.Namespace) -> None:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise NeucodexError("TLS needs both --tls-cert and --tls-key")
     tls = (read_bytes(args.tls_key, "TLS key"), read_bytes(args.tls_cert, "TLS certificate")) if args.tls_cert else None
+    secret = token(args)
+    if secret and not tls:
+        print(
+            "neucodex: warning: a bearer token over plaintext can be read on the network; add --tls-cert/--tls-key",
+            file=sys.stderr,
+        )
     server = Server(
         args.checkpoint,
         args.host,
         args.port,
         device=args.device,
-        token=args.token,
+        token=secret,
         tls=tls,
         max_batch=1 if args.no_batching else args.max_batch,
         max_wait_ms=args.max_wait_ms,

@@ -32,6 +32,12 @@ from .cloud import CloudModel, CloudSession
 from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
 
 _END = object()
+_RETRYABLE = (
+    grpc.StatusCode.UNAVAILABLE,  # no server, or it is draining
+    grpc.StatusCode.RESOURCE_EXHAUSTED,  # the server is full: another replica, or later, may take it
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
 
 
 @dataclass
@@ -98,7 +104,7 @@ class _Stream:
             raise _Transport(f"no answer within {self.timeout:g} s") from None
         if isinstance(item, grpc.RpcError):
             code = item.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+            if code in _RETRYABLE:
                 raise _Transport(f"{code.name}: {item.details()}")
             raise RuntimeFailure(f"server refused: {code.name}: {item.details()}")
         if isinstance(item, Exception):
@@ -164,6 +170,7 @@ class EdgeClient:
         self._stream: _Stream | None = None
         self._cloud: CloudModel | None = None  # built on the first fallback
         self._next_sample = 0
+        self._cloud_down = False  # the last sample found no cloud
 
     # --- public ------------------------------------------------------------------------------
     def infer(self, x: torch.Tensor, label: int | None = None) -> SampleResult:
@@ -174,11 +181,13 @@ class EdgeClient:
         packets: list[bytes] = []
         res = SampleResult(index=number, prediction=-1, steps=0, status="ok", label=label)
         self.edge.reset_state()
-        deadline = time.monotonic() + self.retry_deadline
+        # While the cloud is known to be down, a sample gets one quick retry, not the whole deadline.
+        deadline = time.monotonic() + (min(self.retry_deadline, 0.1) if self._cloud_down else self.retry_deadline)
         delay = 0.05
         while True:
             try:
                 self._exchange(number, x, packets, res)
+                self._cloud_down = False
                 break
             except RuntimeFailure:
                 self._drop_stream()
@@ -187,6 +196,7 @@ class EdgeClient:
                 self._drop_stream()
                 res.error = str(e)
                 if time.monotonic() + delay > deadline:
+                    self._cloud_down = True
                     self._give_up(x, packets, res)
                     break
                 res.retries += 1

@@ -8,6 +8,7 @@ serving everyone else. ``stop`` drains: open samples finish, then streams end.
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 import uuid
@@ -27,11 +28,16 @@ from .cloud import Batcher, CloudModel, CloudSession, FrameError
 from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
 
 
+def short(text: str, limit: int = 40) -> str:
+    """A client-supplied string as it may be echoed in a status: bounded, so replies stay small."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
 class _TokenInterceptor(grpc.ServerInterceptor):
     """Checks ``authorization: Bearer <token>`` on every call."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}"
+        self._expected = f"Bearer {token}".encode()
 
         def deny(request_iterator, context):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (pass --token)")
@@ -39,8 +45,9 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         self._deny = grpc.stream_stream_rpc_method_handler(deny)
 
     def intercept_service(self, continuation, handler_call_details):
-        meta = dict(handler_call_details.invocation_metadata or ())
-        if meta.get("authorization") != self._expected:
+        given = [v for k, v in (handler_call_details.invocation_metadata or ()) if k == "authorization"]
+        # exactly one header, compared in constant time (no timing oracle on the token)
+        if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):
             return self._deny
         return continuation(handler_call_details)
 
@@ -145,7 +152,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         if o.model_id != self.model_id:
             context.abort(
                 grpc.StatusCode.NOT_FOUND,
-                f"model {o.model_id[:16] or '(none)'}… is not served here; this server serves "
+                f"model {short(o.model_id, 16) or '(none)'}… is not served here; this server serves "
                 f"{self.model_id[:16]}… (use the same checkpoint on both sides)",
             )
         if not 1 <= o.T <= self.T:
@@ -153,12 +160,12 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         if o.codec and o.codec not in (*codec.FORMATS, "auto"):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"unknown codec {o.codec!r}; choose from {', '.join([*codec.FORMATS, 'auto'])}",
+                f"unknown codec {short(o.codec)!r}; choose from {', '.join([*codec.FORMATS, 'auto'])}",
             )
         try:
             policy = policy_from_pb(o.policy) if o.HasField("policy") else self.policy
         except NeucodexError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad exit policy: {e}")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad exit policy: {short(str(e), 200)}")
         opened = pb.Opened(
             session=uuid.uuid4().hex,
             model_id=self.model_id,
@@ -251,9 +258,10 @@ class Server:
         return self
 
     def stop(self, grace: float = 10.0) -> None:
-        """Refuse new sessions, let open samples finish (up to ``grace`` s), then stop."""
+        """Refuse new sessions, let open samples finish (up to ``grace`` s), then stop — bounded:
+        whatever grpcio still holds after ``grace`` + 5 s (e.g. a call that never parsed) is dropped."""
         self.servicer.draining.set()
-        self._server.stop(grace).wait()
+        self._server.stop(grace).wait(timeout=grace + 5.0)
         self.servicer.closed.set()
         self.batcher.close()
 
