@@ -323,5 +323,9 @@ def coinference_energy(
             "cloud_only_mj": radio_mj(bits_exit.input_bits, radio),
             "reduction_vs_edge_only_snn": 1 - co / snn_only,
             "reduction_vs_edge_only_dnn": 1 - co / dnn_only,
+            # SpikeBottleNet's convention: edge compute only, no radio
+            "compute_reduction_vs_edge_only_snn": 1 - compute / snn_only,
+            # below this radio cost per bit, co-inference (compute + radio) beats edge-only SNN
+            "break_even_nj_per_bit": (snn_only - compute) * 1e6 / max(bits_exit.wire_bytes * 8, 1e-12),
         }
     return energies, per_sample

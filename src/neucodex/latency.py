@@ -6,11 +6,14 @@ a bandwidth and a round-trip time. Co-inference follows what the runtime does: p
 edge computes, sends one packet, and waits for the answer before sending the next; pipelined, it
 computes timestep t+1 while t is in flight::
 
-    per-step wait   w = bits_t / bandwidth + rtt + cloud_step
+    per-step wait   w = bits_t / bandwidth + rtt + cloud_step + frame_overhead
     not pipelined   L = Σ_t (edge_step + w)
     pipelined       L = edge_step + Σ_t w + (steps − 1) · max(0, edge_step − w)
     edge-only       L = edge_full
-    cloud-only      L = input_bits / bandwidth + rtt + cloud_full
+    cloud-only      L = input_bits / bandwidth + rtt + cloud_full + frame_overhead
+
+``frame_overhead`` is measured from a live run of the runtime (round trip minus cloud compute
+per frame on loopback); without one, :data:`FRAME_OVERHEAD_MS` (bench/RESULTS.md) is used.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from .bottleneck import CoInferenceModel
 from .errors import InvalidArgumentError
 from .models import Backbone
 
+FRAME_OVERHEAD_MS = 1.69
+"""Per-frame runtime overhead on loopback measured by bench/runtime_throughput.py (bench/RESULTS.md)."""
+
 
 @dataclass(frozen=True)
 class Timings:
@@ -34,6 +40,7 @@ class Timings:
     edge_full: float  # the whole SNN, all T (edge-only)
     cloud_full: float  # the whole SNN, all T (cloud-only; the same network on the server)
     dnn_full: float | None = None  # the DNN twin, one pass
+    frame_overhead_ms: float = 0.0  # the runtime's own cost per frame (threads, gRPC), beyond compute and link
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +59,7 @@ def co_inference_ms(
     t: Timings, link: Link, steps: float, bits_per_step: float, device_factor: float = 1.0, pipeline: bool = True
 ) -> float:
     edge = t.edge_step * device_factor
-    wait = link.tx_ms(bits_per_step) + link.rtt_ms + t.cloud_step
+    wait = link.tx_ms(bits_per_step) + link.rtt_ms + t.cloud_step + t.frame_overhead_ms
     if not pipeline:
         return steps * (edge + wait)
     return edge + steps * wait + (steps - 1) * max(0.0, edge - wait)
@@ -66,7 +73,7 @@ def edge_only_ms(t: Timings, device_factor: float = 1.0, dnn: bool = False) -> f
 
 
 def cloud_only_ms(t: Timings, link: Link, input_bits: float) -> float:
-    return link.tx_ms(input_bits) + link.rtt_ms + t.cloud_full
+    return link.tx_ms(input_bits) + link.rtt_ms + t.cloud_full + t.frame_overhead_ms
 
 
 def latency_table(

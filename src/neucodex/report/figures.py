@@ -21,7 +21,7 @@ from ..checkpoint import CheckpointError, load_checkpoint, read_info
 from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
 from ..evaluate import load_split, predict, resolve_device, to_model_input
 from ..exit import evaluate_policy
-from ..latency import latency_table, measure_timings
+from ..latency import FRAME_OVERHEAD_MS, latency_table, measure_timings
 from ..models import create_model
 
 BANDWIDTHS = [1e6, 10e6, 100e6]
@@ -157,7 +157,12 @@ def analyse(
         "dnn_45nm": per_split_point(dnn, x, HARDWARE["45nm"], scope),
     }
 
-    timings = measure_timings(model, backbone, ds[0][0], dnn)
+    runtime = json.loads((run_dir / "runtime.json").read_text()) if (run_dir / "runtime.json").is_file() else None
+    overhead = FRAME_OVERHEAD_MS
+    if runtime and runtime["summary"]["status"]["ok"]:  # measured in this run: round trip minus cloud compute
+        live = runtime["summary"]
+        overhead = max(0.0, live["rtt_ms"] - live["cloud_ms"] / max(live["mean_steps"], 1.0))
+    timings = replace(measure_timings(model, backbone, ds[0][0], dnn), frame_overhead_ms=overhead)
     latency = latency_table(
         timings,
         BANDWIDTHS,
@@ -168,7 +173,7 @@ def analyse(
         bits_per_step=bits_exit.wire_bytes * 8 / bits_exit.timesteps,
         device_factor=device_factor,
     )
-    runtime = json.loads((run_dir / "runtime.json").read_text()) if (run_dir / "runtime.json").is_file() else None
+
     bb_acc = 100.0 * (bb_logits.mean(0).argmax(-1) == labels).float().mean().item()
     return {
         "run_dir": str(run_dir),

@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def saving(reduction: float) -> str:
+    """A reduction against a reference, in words: "93.1% less", or "43.6x more" when it costs more."""
+    if reduction >= 0:
+        return f"{100 * reduction:.1f}% less"
+    return f"{1 - reduction:.1f}x more"
+
+
 def _fmt(v, spec: str = ".2f") -> str:
     return "–" if v is None else format(v, spec)
 
@@ -70,15 +77,17 @@ def markdown(r: dict) -> str:
         f"{r['radio']['nj_per_bit']} nJ/bit: {r['radio']['source']})",
         "",
         "| hardware | co-inference (compute + radio) | edge-only SNN | edge-only DNN (45 nm) | cloud-only (radio) "
-        "| reduction vs edge-only SNN | vs edge-only DNN |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| compute only vs edge-only SNN (SpikeBottleNet) | with radio vs edge-only SNN | vs edge-only DNN "
+        "| break-even radio, nJ/bit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for hw, x in e.items():
         lines.append(
             f"| {hw} | {x['co_inference_mj']:.4g} ({x['co_inference_compute_mj']:.3g} + "
             f"{x['co_inference_radio_mj']:.3g}) | {x['edge_only_snn_mj']:.4g} | {x['edge_only_dnn_mj']:.4g} | "
-            f"{x['cloud_only_mj']:.4g} | {100 * x['reduction_vs_edge_only_snn']:.1f}% | "
-            f"{100 * x['reduction_vs_edge_only_dnn']:.1f}% |"
+            f"{x['cloud_only_mj']:.4g} | {saving(x['compute_reduction_vs_edge_only_snn'])} | "
+            f"{saving(x['reduction_vs_edge_only_snn'])} | {saving(x['reduction_vs_edge_only_dnn'])} | "
+            f"{x['break_even_nj_per_bit']:.3g} |"
         )
     t = r["timings_ms"]
     lines += [
