@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from neucodex.cli import main
 
@@ -98,3 +99,35 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
 def test_report_of_a_missing_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.strip() == f"neucodex: error: no run directory at {tmp_path / 'nothing'}"
+
+
+def test_evaluate_command_on_a_trained_checkpoint(coinference_checkpoint, capsys):
+    from neucodex.checkpoint import load_checkpoint
+    from neucodex.evaluate import load_split, loader, predict
+    from neucodex.exit import evaluate_policy
+
+    assert main(["evaluate", "--checkpoint", str(coinference_checkpoint), "--limit", "40", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    keys = {
+        "dataset",
+        "split",
+        "samples",
+        "backbone_accuracy",
+        "accuracy",
+        "accuracy_all_t",
+        "mean_steps",
+        "payload_bits",
+        "wire_bytes",
+        "ratios",
+        "per_class",
+    }
+    assert keys <= set(r) and r["samples"] == 40 and r["kind"] == "coinference"
+    ck = load_checkpoint(coinference_checkpoint)
+    ds = load_split(ck.info.experiment(), "test", ck.model.T)
+    logits, labels = predict(ck.model, loader(torch.utils.data.Subset(ds, range(40)), 40, False, 0, 0), "cpu")
+    offline = evaluate_policy(logits, labels, ck.info.policy)
+    assert r["accuracy"] == pytest.approx(offline["accuracy"]) and r["mean_steps"] == pytest.approx(
+        offline["mean_steps"]
+    )
+    assert r["payload_bits"] > 0 and r["wire_bytes"] * 8 > r["payload_bits"]
+    assert all(v > 1 for v in r["ratios"].values()) and 0 <= r["backbone_accuracy"] <= 100

@@ -25,6 +25,7 @@ from .errors import NeucodexError
 from .evaluate import load_split
 from .pretrained import entries as zoo_entries
 from .report import write_report
+from .report.markdown import saving
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
 from .runtime.process import spawn_server, stop_server
@@ -181,6 +182,10 @@ def summary_table(s: dict) -> str:
         f"(compute {e45['co_inference_compute_mj']:.3g} / {er['co_inference_compute_mj']:.3g} + radio "
         f"{e45['co_inference_radio_mj']:.3g}); edge-only SNN {e45['edge_only_snn_mj']:.4g} / "
         f"{er['edge_only_snn_mj']:.4g}; edge-only DNN {e45['edge_only_dnn_mj']:.4g}",
+        f"  edge energy saving  compute only (SpikeBottleNet's convention) "
+        f"{saving(e45['compute_reduction_vs_edge_only_snn'])} than edge-only SNN; with the radio "
+        f"{saving(e45['reduction_vs_edge_only_snn'])} (45 nm); break-even radio cost "
+        f"{e45['break_even_nj_per_bit']:.3g} nJ/bit",
         f"  latency, ms         (edge x{s['device_factor']:g} slower than this CPU, RTT {s['rtt_ms']:g} ms)",
     ]
     for row in s["latency_ms"]:

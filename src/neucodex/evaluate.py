@@ -6,6 +6,7 @@ benchmarks all need to run a checkpoint over data. Nothing here trains.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def evaluate_checkpoint(
     if progress:
         from tqdm import tqdm
 
-        batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True)
+        batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
     model = ck.model.to(dev)
     policy = policy or info.policy
     outs, labels, reports = [], [], []
