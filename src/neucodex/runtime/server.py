@@ -9,6 +9,7 @@ serving everyone else. ``stop`` drains: open samples finish, then streams end.
 from __future__ import annotations
 
 import hmac
+import socket
 import threading
 import time
 import uuid
@@ -26,6 +27,21 @@ from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
 from .cloud import Batcher, CloudModel, CloudSession, FrameError
 from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (no SO_REUSEPORT: a port in use is in use)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(addr)
+            except OSError:
+                return False
+    return True
 
 
 def short(text: str, limit: int = 40) -> str:
@@ -232,6 +248,9 @@ class Server:
         )
         pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
         address = f"{host}:{port}"
+        if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
+            self.batcher.close()
+            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
         try:
             if tls:
                 key, cert = tls
