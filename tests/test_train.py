@@ -278,3 +278,24 @@ def test_collapse_is_said_loudly():
 
     assert "collapses in eval mode" in collapse_warning(11.0, 62.0, 10)
     assert collapse_warning(57.0, 62.0, 10) == "" and collapse_warning(11.0, 15.0, 10) == ""
+
+
+def test_finetune_recipe_warm_up_frozen_head_and_faster_bottleneck(tmp_path):
+    """finetune.bottleneck_samples trains the new bottleneck alone (its feature MSE goes down),
+    freeze_head keeps the edge head bit-identical to the backbone's, bottleneck_lr_scale gives the
+    encoder and decoder their own learning rate; epochs=0 still stores a checkpoint."""
+    from neucodex.train import make_optimizer
+
+    cfg = cfg_for(tmp_path, "finetune.epochs=0", "finetune.bottleneck_samples=400", "finetune.freeze_head=true")
+    pretrain(cfg, progress=False)
+    m = finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False)
+    ck = load_checkpoint(m.checkpoint)
+    w = ck.info.extra["bottleneck_warmup"]
+    assert w["samples"] >= 400 and w["mse_last"] < w["mse_first"]
+    before = load_checkpoint(cfg.run_dir / "backbone").model.state_dict()
+    after = ck.model.state_dict()
+    head = [k for k in before if k.startswith(("stages.conv1.", "stages.conv2.")) and "running" not in k]
+    assert head and all(torch.equal(before[k], after[k]) for k in head)
+    oc = cfg_for(tmp_path, "finetune.bottleneck_lr_scale=10").finetune
+    opt = make_optimizer(ck.model, oc)
+    assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([oc.lr, 10 * oc.lr])

@@ -54,6 +54,10 @@ class OptimConfig:
     label_smoothing: float = 0.0
     code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
     norm_samples: int = 2048  # after every epoch, norms' running statistics from this many samples (0: off)
+    # fine-tuning only:
+    bottleneck_samples: int = 0  # first train the new bottleneck alone to reproduce the cut's feature (0: off)
+    bottleneck_lr_scale: float = 1.0  # the new encoder's and decoder's learning rate × this
+    freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
 
 
 @dataclass
@@ -133,6 +137,8 @@ _RANGES = {
     "OptimConfig.label_smoothing": (0.0, 1.0),
     "OptimConfig.code_rate_penalty": (0.0, 1e6),
     "OptimConfig.norm_samples": (0, 10**9),
+    "OptimConfig.bottleneck_samples": (0, 10**9),
+    "OptimConfig.bottleneck_lr_scale": (0.0, 1e4),
     "SweepConfig.tolerance": (-1e6, 100.0),
     "ExperimentConfig.workers": (0, 1024),
 }

@@ -69,7 +69,15 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, per_timestep: boo
 
 
 def make_optimizer(model: nn.Module, oc: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The optimiser over trainable weights; a new bottleneck's learn ``bottleneck_lr_scale`` × faster
+    (they start from random while everything around them is trained)."""
+    params: list = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(model, CoInferenceModel) and oc.bottleneck_lr_scale != 1.0:
+        new = {id(p) for name in ("encoder", "decoder") for p in getattr(model.stages, name).parameters()}
+        params = [
+            {"params": [p for p in params if id(p) not in new]},
+            {"params": [p for p in params if id(p) in new], "lr": oc.lr * oc.bottleneck_lr_scale},
+        ]
     if oc.name == "sgd":
         return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay, nesterov=True)
     if oc.name == "adamw":
@@ -204,10 +212,7 @@ def fit(
                 img_s=f"{seen / (time.perf_counter() - t0):.0f}",
             )
         sched.step()
-        if oc.norm_samples:
-            stats = loader(train_ds, oc.batch_size, True, cfg.seed + 10_000 + epoch, cfg.workers)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                recalibrate_norms(model, (to_model_input(x, device) for x, _ in stats), oc.norm_samples)
+        _precise_norms(model, train_ds, cfg, oc, device, amp, epoch)
         n = max(seen, 1)
         row = {
             "epoch": epoch + 1,
@@ -235,11 +240,23 @@ def fit(
                     f"{row['images_per_s']:.0f} img/s",
                     file=sys.stderr,
                 )
+    if oc.epochs == 0 and rank == 0:  # nothing to train (e.g. a bottleneck warm-up alone): still a checkpoint
+        _precise_norms(model, train_ds, cfg, oc, device, amp, 0)
+        save_checkpoint(
+            out, model, spec, config=cfg.to_dict(), dataset=_data_meta(cfg), metrics={"epoch": 0}, **(meta or {})
+        )
     if hook is not None:
         hook.remove()
     if world > 1:
         dist.barrier()
     return {"history": history, "wall_s": time.perf_counter() - t_start}
+
+
+def _precise_norms(model, train_ds, cfg, oc: OptimConfig, device, amp: bool, epoch: int) -> None:
+    if oc.norm_samples:
+        stats = loader(train_ds, oc.batch_size, True, cfg.seed + 10_000 + epoch, cfg.workers)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            recalibrate_norms(model, (to_model_input(x, device) for x, _ in stats), oc.norm_samples)
 
 
 @torch.no_grad()
@@ -269,6 +286,51 @@ def recalibrate_norms(model: Backbone, batches, samples: int) -> None:
             break
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
+
+
+def warm_bottleneck(
+    model: CoInferenceModel, batches, samples: int, *, lr: float = 1e-3, amp: bool = False, progress: bool = True
+) -> dict:
+    """Train only the new encoder and decoder to reproduce the feature at the cut (MSE), for
+    ``samples`` training samples; every other weight stays as trained.
+
+    Why: inserted at random, the bottleneck hands the tail noise, and end-to-end fine-tuning
+    spends its first epochs (all a CPU budget allows) recovering the backbone. The feature to
+    reproduce is the encoder's own input, so no teacher pass is needed and the head runs
+    without gradients: far cheaper per sample than a fine-tuning step.
+    """
+    e = model.names().index("encoder")
+    head, code = model.slice(0, e), model.slice(e, e + 2)
+    params = list(code.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    model.train().set_step_mode("m" if model.spiking else "s")
+    device = params[0].device
+    seen, first, last, t0 = 0, None, 0.0, time.perf_counter()
+    bar = tqdm(total=samples, desc="bottleneck warm-up", leave=False, disable=not progress or not sys.stderr.isatty())
+    for x in batches:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with torch.no_grad():
+                feature = head(x)
+            loss = F.mse_loss(code(feature).float(), feature.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.reset_state()
+        n = x.shape[1] if x.dim() == 5 else x.shape[0]
+        seen, last = seen + n, loss.item()
+        first = last if first is None else first
+        bar.update(n)
+        bar.set_postfix(mse=f"{last:.4f}")
+        if seen >= samples:
+            break
+    bar.close()
+    return {"samples": seen, "mse_first": first, "mse_last": last, "wall_s": time.perf_counter() - t0}
+
+
+def freeze_head(model: CoInferenceModel) -> None:
+    """Keep every stage before the encoder as the backbone trained it (no gradients, no updates)."""
+    for p in model.slice(0, model.names().index("encoder")).parameters():
+        p.requires_grad_(False)
 
 
 def _data_meta(cfg: ExperimentConfig) -> dict:
@@ -469,6 +531,25 @@ def finetune(
     base_val = evaluate(backbone, val, device)["accuracy"]
     model = CoInferenceModel(backbone, point, bottleneck)
     out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
+    oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
+    if oc.freeze_head:
+        freeze_head(model)
+    if oc.bottleneck_samples and not (resume and (out / "train_state.json").exists()):
+        model.to(device)
+        batches = (
+            to_model_input(x, device)
+            for epoch in range(1 + oc.bottleneck_samples // max(1, len(train_ds)))
+            for x, _ in loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers)
+        )
+        amp = (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
+        w = warm_bottleneck(model, batches, oc.bottleneck_samples, amp=amp, progress=progress)
+        meta["extra"] = {"bottleneck_warmup": w}
+        if progress:
+            tqdm.write(
+                f"bottleneck warm-up: {w['samples']} samples, feature MSE {w['mse_first']:.4f} → "
+                f"{w['mse_last']:.4f}, {w['wall_s']:.0f} s",
+                file=sys.stderr,
+            )
     result = fit(
         model,
         spec.with_bottleneck(point, model.config),
@@ -479,7 +560,7 @@ def finetune(
         out,
         resume=resume,
         progress=progress,
-        meta={"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}},
+        meta=meta,
     )
     probs = None
     if model.spiking:  # learned entropy model: channel firing probabilities on the training images
