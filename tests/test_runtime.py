@@ -482,3 +482,25 @@ def test_sigterm_ends_after_an_undecodable_message(coinference_checkpoint):
         assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
+
+
+def test_standard_health_service_serving_then_not_serving_while_draining(setup):
+    """grpc.health.v1 answers without a token (probes carry none): SERVING once started for the
+    server and the co-inference service; NOT_SERVING as soon as a stop begins draining."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    srv = Server(setup[0], port=0, token="s3cret").start()
+    S = health_pb2.HealthCheckResponse
+    with grpc.insecure_channel(srv.address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "neucodex.v1.CoInference"):
+            assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == S.SERVING
+        with pytest.raises(grpc.RpcError) as e:
+            stub.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+        stopper = threading.Thread(target=srv.stop, kwargs={"grace": 1.0, "drain_delay": 2.0})
+        stopper.start()
+        time.sleep(0.5)
+        assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == S.NOT_SERVING
+        stopper.join(30)
+    assert not stopper.is_alive()

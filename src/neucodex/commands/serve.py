@@ -26,6 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-batching", action="store_true", help="run frames one by one")
     p.add_argument("--max-sessions", type=int, default=128, help="concurrent streams accepted")
     p.add_argument("--grace", type=float, default=10.0, help="seconds open samples get to finish on shutdown")
+    p.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        help="seconds to report NOT_SERVING on grpc.health.v1 before draining (for load balancers)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--idle-timeout", type=float, default=300.0, help="end sessions silent this long (s)")
     p.add_argument(
@@ -69,4 +75,4 @@ def run(args: argparse.Namespace) -> None:
     print(f"serving model {server.model_id[:16]}… on {server.address}", flush=True)
     stop.wait()
     print("draining open samples …", file=sys.stderr, flush=True)
-    server.stop(args.grace)
+    server.stop(args.grace, args.drain_delay)

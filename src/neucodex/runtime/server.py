@@ -18,6 +18,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .. import codec
 from ..checkpoint import Checkpoint
@@ -49,6 +50,10 @@ def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
+SERVICE_NAME = "neucodex.v1.CoInference"
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
 class _TokenInterceptor(grpc.ServerInterceptor):
     """Checks ``authorization: Bearer <token>`` on every call."""
 
@@ -61,6 +66,8 @@ class _TokenInterceptor(grpc.ServerInterceptor):
         self._deny = grpc.stream_stream_rpc_method_handler(deny)
 
     def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(HEALTH_PREFIX):  # probes carry no token; health tells nothing
+            return continuation(handler_call_details)
         given = [v for k, v in (handler_call_details.invocation_metadata or ()) if k == "authorization"]
         # exactly one header, compared in constant time (no timing oracle on the token)
         if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):
@@ -247,6 +254,8 @@ class Server:
             maximum_concurrent_rpcs=max_sessions,
         )
         pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
+        self.health = health.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         address = f"{host}:{port}"
         if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
             self.batcher.close()
@@ -274,12 +283,17 @@ class Server:
 
     def start(self) -> Server:
         self._server.start()
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self
 
-    def stop(self, grace: float = 10.0) -> None:
-        """Refuse new sessions, let open samples finish (up to ``grace`` s), then stop — bounded:
-        whatever grpcio still holds after ``grace`` + 5 s (e.g. a call that never parsed) is dropped."""
+    def stop(self, grace: float = 10.0, drain_delay: float = 0.0) -> None:
+        """Report NOT_SERVING and refuse new sessions; after ``drain_delay`` s (time for health
+        checkers and load balancers to notice) let open samples finish (up to ``grace`` s), then
+        stop — bounded: whatever grpcio still holds after ``grace`` + 5 s is dropped."""
         self.servicer.draining.set()
+        self.health.enter_graceful_shutdown()
+        time.sleep(drain_delay)
         self._server.stop(grace).wait(timeout=grace + 5.0)
         self.servicer.closed.set()
         self.batcher.close()
