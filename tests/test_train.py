@@ -299,3 +299,25 @@ def test_finetune_recipe_warm_up_frozen_head_and_faster_bottleneck(tmp_path):
     oc = cfg_for(tmp_path, "finetune.bottleneck_lr_scale=10").finetune
     opt = make_optimizer(ck.model, oc)
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([oc.lr, 10 * oc.lr])
+
+
+def test_ctrl_c_in_train_is_one_line_and_keeps_the_saved_epochs(tmp_path):
+    import signal
+    import time
+
+    sets = [a for kv in [f"out={tmp_path}", *TINY[:4], "optim.epochs=1000"] for a in ("--set", kv)]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "neucodex.cli", "train", "--config", "tiny", *sets, "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    state = tmp_path / "tiny" / "backbone" / "train_state.json"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert p.returncode == 130 and len(lines) == 1, err
+    assert "interrupted in epoch" in lines[0] and "--resume" in lines[0] and "Traceback" not in err
+    assert load_checkpoint(tmp_path / "tiny" / "backbone").info.metrics["epoch"] >= 1

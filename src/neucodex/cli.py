@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .commands import COMMANDS
-from .errors import NeucodexError
+from .errors import Interrupted, NeucodexError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except Interrupted as e:
+        print(f"neucodex: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("neucodex: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     except NeucodexError as e:
         print(f"neucodex: error: {e}", file=sys.stderr)
         return 2

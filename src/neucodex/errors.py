@@ -14,3 +14,7 @@ class UnknownNameError(NeucodexError, KeyError):
 
 class InvalidArgumentError(NeucodexError, ValueError):
     """A value a builder or parser cannot use (a bad option, shape, size or count)."""
+
+
+class Interrupted(NeucodexError):
+    """Ctrl-C during long work: what was saved, and how to go on (exit status 130)."""

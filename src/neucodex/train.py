@@ -31,7 +31,7 @@ from .bottleneck import CoInferenceModel
 from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
 from .config import ExperimentConfig, OptimConfig
 from .data import dataset_spec
-from .errors import NeucodexError
+from .errors import Interrupted, NeucodexError
 from .evaluate import evaluate, final_logits, load_split, loader, resolve_device, to_model_input
 from .exit import running_mean
 from .models import Backbone, create_model
@@ -174,72 +174,80 @@ def fit(
         hook = model.stages.encoder.register_forward_hook(lambda m, _i, out: codes.append(out) if m.training else None)
     val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
     t_start = time.perf_counter()
-    for epoch in range(start, oc.epochs):
-        seed_everything(cfg.seed + epoch)
-        train = loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers, world)
-        if world > 1:
-            train.sampler.set_epoch(epoch)  # type: ignore[union-attr]
-        model.train().set_step_mode("m" if model.spiking else "s")
-        seen = correct = 0
-        loss_sum, t0 = 0.0, time.perf_counter()
-        bar = tqdm(
-            train,
-            desc=f"epoch {epoch + 1}/{oc.epochs}",
-            leave=False,
-            dynamic_ncols=True,
-            disable=not progress or rank != 0 or not sys.stderr.isatty(),
-        )
-        for x, y in bar:
-            x, y = to_model_input(x, device), y.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = net(x)
-                loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
-                if codes:
-                    loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
-                    codes.clear()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if oc.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
-            opt.step()
-            model.reset_state()
-            seen += y.numel()
-            correct += (final_logits(logits.detach()).argmax(-1) == y).sum().item()
-            loss_sum += loss.item() * y.numel()
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
-                acc=f"{100 * correct / seen:.1f}",
-                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+    done = start
+    try:
+        for epoch in range(start, oc.epochs):
+            seed_everything(cfg.seed + epoch)
+            train = loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers, world)
+            if world > 1:
+                train.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            model.train().set_step_mode("m" if model.spiking else "s")
+            seen = correct = 0
+            loss_sum, t0 = 0.0, time.perf_counter()
+            bar = tqdm(
+                train,
+                desc=f"epoch {epoch + 1}/{oc.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+                disable=not progress or rank != 0 or not sys.stderr.isatty(),
             )
-        sched.step()
-        _precise_norms(model, train_ds, cfg, oc, device, amp, epoch)
-        n = max(seen, 1)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / n,
-            "train_accuracy": 100 * correct / n,
-            "images_per_s": seen * world / (time.perf_counter() - t0),
-        }
-        if rank == 0:
-            row["val_accuracy"] = evaluate(model, val, device)["accuracy"]
-            history.append(row)
-            save_checkpoint(
-                out,
-                model,
-                spec,
-                config=cfg.to_dict(),
-                dataset=_data_meta(cfg),
-                metrics={"epoch": epoch + 1, "val_accuracy": row["val_accuracy"]},
-                **(meta or {}),
-            )
-            _save_train_state(out, opt, sched, epoch + 1, history)
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
-                    f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
-                    f"{row['images_per_s']:.0f} img/s",
-                    file=sys.stderr,
+            for x, y in bar:
+                x, y = to_model_input(x, device), y.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = net(x)
+                    loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
+                    if codes:
+                        loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
+                        codes.clear()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if oc.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
+                opt.step()
+                model.reset_state()
+                seen += y.numel()
+                correct += (final_logits(logits.detach()).argmax(-1) == y).sum().item()
+                loss_sum += loss.item() * y.numel()
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}",
+                    acc=f"{100 * correct / seen:.1f}",
+                    img_s=f"{seen / (time.perf_counter() - t0):.0f}",
                 )
+            sched.step()
+            _precise_norms(model, train_ds, cfg, oc, device, amp, epoch)
+            n = max(seen, 1)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / n,
+                "train_accuracy": 100 * correct / n,
+                "images_per_s": seen * world / (time.perf_counter() - t0),
+            }
+            if rank == 0:
+                row["val_accuracy"] = evaluate(model, val, device)["accuracy"]
+                history.append(row)
+                save_checkpoint(
+                    out,
+                    model,
+                    spec,
+                    config=cfg.to_dict(),
+                    dataset=_data_meta(cfg),
+                    metrics={"epoch": epoch + 1, "val_accuracy": row["val_accuracy"]},
+                    **(meta or {}),
+                )
+                _save_train_state(out, opt, sched, epoch + 1, history)
+                if progress:
+                    tqdm.write(
+                        f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
+                        f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
+                        f"{row['images_per_s']:.0f} img/s",
+                        file=sys.stderr,
+                    )
+            done = epoch + 1
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted in epoch {done + 1} of {oc.epochs}; {done} finished epoch(s) are saved in {out} — "
+            "run the same command with --resume to go on"
+        ) from None
     if oc.epochs == 0 and rank == 0:  # nothing to train (e.g. a bottleneck warm-up alone): still a checkpoint
         _precise_norms(model, train_ds, cfg, oc, device, amp, 0)
         save_checkpoint(
