@@ -121,3 +121,10 @@ def test_bad_options_are_clear():
         nc.create_model("vgg-tiny", surrogate="nope")
     with pytest.raises(ValueError, match="step mode must be"):
         nc.create_model("vgg-tiny").set_step_mode("x")
+
+
+def test_list_models_takes_timm_style_wildcards():
+    assert nc.list_models("resnet*") == [m for m in ALL if m.startswith("resnet")]
+    assert nc.list_models("*tiny") and all(m.endswith("tiny") for m in nc.list_models("*tiny"))
+    assert nc.list_models("nothing-like-this*") == []
+    assert callable(nc.register_dataset) and callable(nc.build_dataset)  # exported for bring-your-own data

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from ..errors import InvalidArgumentError
 from . import events as _events  # noqa: F401  (registers)
 from . import static as _static  # noqa: F401  (registers)
-from .base import DatasetMissingError, DatasetSpec, check_split, dataset_spec, list_datasets
+from .base import DatasetMissingError, DatasetSpec, check_split, dataset_spec, list_datasets, register_dataset
 from .dvs import DVSEmulator
 from .splits import SPLITS, stratified_split
 
@@ -57,5 +57,6 @@ __all__ = [
     "build_dataset",
     "dataset_spec",
     "list_datasets",
+    "register_dataset",
     "stratified_split",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 
 from ..errors import InvalidArgumentError, UnknownNameError
@@ -18,8 +19,9 @@ def register_model(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
     return fn
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names, optionally filtered by a shell-style wildcard as in timm (``"resnet*"``)."""
+    return sorted(fnmatch.filter(_REGISTRY, pattern))
 
 
 def create_model(name: str, **kwargs) -> Backbone:
