@@ -63,6 +63,9 @@ def test_zoo_command_lists_every_entry(capsys):
     assert [r["name"] for r in rows] == [e.name for e in ENTRIES]
     for r in rows:
         assert {"name", "kind", "dataset", "model", "T", "point", "bottleneck", "accuracy", "sha256"} <= set(r)
+    assert main(["zoo", "--markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 2 + len(ENTRIES) and all(f"`{e.name}`" in "".join(table) for e in ENTRIES)
 
 
 def test_demo_images_are_100_per_class():
