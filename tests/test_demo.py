@@ -131,3 +131,13 @@ def test_evaluate_command_on_a_trained_checkpoint(coinference_checkpoint, capsys
     )
     assert r["payload_bits"] > 0 and r["wire_bytes"] * 8 > r["payload_bits"]
     assert all(v > 1 for v in r["ratios"].values()) and 0 <= r["backbone_accuracy"] <= 100
+
+
+def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
+    """The README's main command: the shipped co-inference checkpoint over the embedded images."""
+    s = _demo(tmp_path)
+    assert s["dataset"] == "cifar10-demo" and s["checkpoint"].startswith("zoo:") and s["reused"]
+    assert s["samples"] == 100 and s["status"]["ok"] == 100
+    assert s["co_inference_accuracy"] > 35.0 and s["backbone_accuracy"] > 60.0  # far above chance (10%)
+    assert 1.0 <= s["mean_steps"] <= s["T"] == 4
+    assert not (tmp_path / "cache").exists()  # nothing was trained or cached

@@ -174,7 +174,7 @@ register_dataset(
         "whatever recordings are present (full set: 60,000 train / 10,000 test)",
         "ROOT (a folder or .tar.gz) holding Train/<digit>/NNNNN.bin, optionally Test/<digit>/NNNNN.bin "
         "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out",
-        "pass --download to fetch it with Tonic, or use ../shared/data/nmnist-small-train.tar.gz",
+        "pass --download to fetch it with Tonic, or --root at a folder or .tar.gz of the recordings",
         _nmnist,
     )
 )

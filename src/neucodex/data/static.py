@@ -217,7 +217,7 @@ register_dataset(
         32,
         "any (seeded stratified 10% test, then 10% val)",
         "ROOT = a folder, or a .tar/.tar.gz archive, of <class>/<image> files (torchvision ImageFolder)",
-        "point --root at your images, e.g. ../shared/data/cifar10-train-jpg.tar.gz",
+        "point --root at your images (a folder or a .tar.gz of <class>/<image> files)",
         _imagefolder,
     )
 )
