@@ -504,3 +504,17 @@ def test_standard_health_service_serving_then_not_serving_while_draining(setup):
         assert stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == S.NOT_SERVING
         stopper.join(30)
     assert not stopper.is_alive()
+
+
+def test_infer_refuses_a_batch_of_images_instead_of_reading_it_as_frames(setup, server):
+    from neucodex.errors import InvalidArgumentError
+
+    ck, ds, *_ = setup
+    client = EdgeClient(ck, server.address, token="s3cret")
+    try:
+        batch = torch.stack([ds[i][0] for i in range(4)])
+        with pytest.raises(InvalidArgumentError, match=r"one sample, a \[C, H, W\] image; got shape \(4, "):
+            client.infer(batch)
+        assert client.infer(ds[0][0]).status == "ok"  # one image still works
+    finally:
+        client.close()

@@ -24,7 +24,7 @@ import torch
 
 from .. import codec
 from ..checkpoint import Checkpoint
-from ..errors import NeucodexError
+from ..errors import InvalidArgumentError, NeucodexError
 from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
@@ -175,6 +175,12 @@ class EdgeClient:
     # --- public ------------------------------------------------------------------------------
     def infer(self, x: torch.Tensor, label: int | None = None) -> SampleResult:
         """One sample: ``[C, H, W]`` image (fed every timestep) or ``[T, C, H, W]`` event frames."""
+        expected = 4 if self.ck.info.dataset.get("kind") == "events" else 3
+        if x.dim() != expected:
+            what = "[T, C, H, W] event frames" if expected == 4 else "[C, H, W] image"
+            raise InvalidArgumentError(
+                f"infer takes one sample, a {what}; got shape {tuple(x.shape)} — for a batch, call infer per sample"
+            )
         number = self._next_sample
         self._next_sample += 1
         start = time.perf_counter()
