@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from neucodex.cli import main
 
 
@@ -65,3 +67,13 @@ def test_finetune_flags_set_the_finetune_section():
     assert cfg.optim.epochs == 20  # the tiny preset's pretraining epochs are untouched
     args = build_parser().parse_args(["train", "--epochs", "3"])
     assert experiment(args).optim.epochs == 3
+
+
+def test_report_radio_is_checked_before_any_work(capsys):
+    from neucodex.commands.report import RADIO_NAMES
+    from neucodex.energy import RADIOS
+
+    assert sorted(RADIO_NAMES) == sorted(RADIOS)
+    with pytest.raises(SystemExit) as e:
+        main(["report", "runs/none", "--radio", "5g"])
+    assert e.value.code == 2 and "invalid choice: '5g'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 NAME = "report"
 HELP = "markdown report and plots of a run directory"
+RADIO_NAMES = ("ble", "lte", "wifi")  # energy.RADIOS, named here so parsing needs no torch
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, help="test samples to evaluate (default: all)")
     p.add_argument("--rtt-ms", type=float, default=20.0, help="link round-trip time for the latency model")
     p.add_argument("--device-factor", type=float, default=10.0, help="edge compute is this many times slower")
-    p.add_argument("--radio", default="wifi", help="wifi, lte or ble (energy per transmitted bit)")
+    p.add_argument("--radio", default="wifi", choices=RADIO_NAMES, help="energy per transmitted bit of this radio")
     p.add_argument("--scope", default="paper", choices=("full", "paper"), help="scope of the per-split-point table")
     p.add_argument("--dataset", help="test samples from this dataset (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
