@@ -167,14 +167,13 @@ def fit(
     if resume and (out / "train_state.json").exists():
         load_weights(model, load_file(str(out / "model.safetensors")), str(out))
         start, history = _load_train_state(out, opt, sched)
-    amp = (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
+    amp = use_amp(cfg, device)
     codes: list[torch.Tensor] = []  # the bottleneck code of the current training step (rate penalty)
     hook = None
     if oc.code_rate_penalty and isinstance(model, CoInferenceModel) and model.spiking:
         hook = model.stages.encoder.register_forward_hook(lambda m, _i, out: codes.append(out) if m.training else None)
     val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
     t_start = time.perf_counter()
-    done = start
     try:
         for epoch in range(start, oc.epochs):
             seed_everything(cfg.seed + epoch)
@@ -242,8 +241,8 @@ def fit(
                         f"{row['images_per_s']:.0f} img/s",
                         file=sys.stderr,
                     )
-            done = epoch + 1
     except KeyboardInterrupt:
+        done = len(history)  # epochs saved so far, resumed ones included
         raise Interrupted(
             f"interrupted in epoch {done + 1} of {oc.epochs}; {done} finished epoch(s) are saved in {out} — "
             "run the same command with --resume to go on"
@@ -258,6 +257,11 @@ def fit(
     if world > 1:
         dist.barrier()
     return {"history": history, "wall_s": time.perf_counter() - t_start}
+
+
+def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """bf16 autocast for training: on a GPU unless ``amp: false``, on a CPU only with ``cpu_amp: true``."""
+    return (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
 
 
 def _precise_norms(model, train_ds, cfg, oc: OptimConfig, device, amp: bool, epoch: int) -> None:
@@ -549,7 +553,7 @@ def finetune(
             for epoch in range(1 + oc.bottleneck_samples // max(1, len(train_ds)))
             for x, _ in loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers)
         )
-        amp = (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
+        amp = use_amp(cfg, device)
         w = warm_bottleneck(model, batches, oc.bottleneck_samples, amp=amp, progress=progress)
         meta["extra"] = {"bottleneck_warmup": w}
         if progress:
