@@ -231,8 +231,9 @@ def test_server_killed_mid_stream_never_loses_a_sample(setup, coinference_checkp
 def test_serve_drains_on_sigterm(coinference_checkpoint):
     proc, address = spawn_server(coinference_checkpoint, "--grace", "2")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
-    assert "draining" in proc.stderr.read()
+    rc, err = proc.wait(timeout=20), proc.stderr.read()
+    assert rc == 0, err
+    assert "draining" in err
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -76,3 +77,9 @@ def run(args: argparse.Namespace) -> None:
     stop.wait()
     print("draining open samples …", file=sys.stderr, flush=True)
     server.stop(args.grace, args.drain_delay)
+    # Every sample has been answered and the port closed. Exit now rather than through the
+    # interpreter's finalisation: there grpcio's C++ threads are sometimes destroyed while still
+    # joinable ("terminate called without an active exception", SIGABRT) — seen 1 in ~60 stops.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
