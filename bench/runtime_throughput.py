@@ -55,7 +55,7 @@ def overhead(ck_dir: Path, ck, ds, n: int) -> dict:
     for sample in pk:
         state = cloud.new_state()
         for p in sample:
-            _, (state,) = cloud.step(codec.decode(p), [state])
+            _, (state,) = cloud.step(torch.from_numpy(codec.decode(p)), [state])
     cloud_ms = (time.perf_counter() - t0) * 1000 / (n * ck.model.T)
     srv = Server(ck_dir, port=0, max_batch=1).start()
     try:

@@ -47,7 +47,7 @@ def test_spike_bottleneck_streams_exactly(name, point, spec):
         out = []
         for t in range(2):
             packets = [codec.encode(s, "auto", timestep=t) for s in edge(x)]
-            received = torch.cat([codec.decode(p) for p in packets])
+            received = torch.cat([torch.from_numpy(codec.decode(p)) for p in packets])
             out.append(cloud(received))
         model.reset_state()
     assert torch.equal(torch.stack(out), reference)
@@ -60,7 +60,7 @@ def test_bottlenet_pp_wire_path_is_exact():
         reference = model(x)
         code = model.edge(x)
         assert torch.equal(code, torch.round(code * 255) / 255), "features are 8-bit quantised"
-        received = torch.cat([codec.decode(codec.encode(c, "uint8")) for c in code])
+        received = torch.cat([torch.from_numpy(codec.decode(codec.encode(c, "uint8"))) for c in code])
         assert torch.equal(model.cloud(received), reference)
 
 

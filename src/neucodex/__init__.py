@@ -1,21 +1,24 @@
-"""neucodex: neuromorphic edge-cloud co-inference."""
+"""neucodex: neuromorphic edge-cloud co-inference.
 
-from .data import DatasetSpec, build_dataset, list_datasets, register_dataset
-from .models import Backbone, NeuronConfig, create_model, list_models
-from .split import cut, feature_shape, feature_shapes, split_points
+Exports load on first use, so ``import neucodex.lite`` (the torch-free edge) imports no PyTorch.
+"""
 
-__all__ = [
-    "Backbone",
-    "DatasetSpec",
-    "NeuronConfig",
-    "build_dataset",
-    "create_model",
-    "cut",
-    "feature_shape",
-    "feature_shapes",
-    "list_datasets",
-    "list_models",
-    "register_dataset",
-    "split_points",
-]
+from ._lazy import exports
+
+_EXPORTS = {
+    "Backbone": ".models",
+    "DatasetSpec": ".data",
+    "NeuronConfig": ".models",
+    "build_dataset": ".data",
+    "create_model": ".models",
+    "cut": ".split",
+    "feature_shape": ".split",
+    "feature_shapes": ".split",
+    "list_datasets": ".data",
+    "list_models": ".models",
+    "register_dataset": ".data",
+    "split_points": ".split",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

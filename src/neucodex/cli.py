@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from .commands import COMMANDS
 from .errors import Interrupted, NeucodexError
 
+FULL_INSTALL = ("torch", "torchvision", "spikingjelly", "tonic", "safetensors", "yaml", "onnx", "nir", "sklearn")
+"""Top-level modules of the ``full`` extra: missing one means the edge-only install."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="neucodex", description="Neuromorphic edge-cloud co-inference.")
@@ -34,6 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except NeucodexError as e:
         print(f"neucodex: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name not in FULL_INSTALL:
+            raise
+        print(
+            f"neucodex: error: `neucodex {args.command}` needs the full install ({e.name} is missing): "
+            "pip install 'neucodex[full]' — the torch-free edge alone is neucodex-edge",
+            file=sys.stderr,
+        )
         return 2
 
 

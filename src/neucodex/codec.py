@@ -18,6 +18,9 @@ Payload formats:
 ``auto`` picks the smallest spike format per packet. ``decode`` of anything malformed raises
 :class:`CodecError` and nothing else, and never allocates more than the declared shape, which is
 itself bounded by ``max_elements``.
+
+NumPy only (no PyTorch): the torch-free edge runs this same module. ``encode`` takes a NumPy
+array or a torch tensor; ``decode`` returns a NumPy ``float32`` array.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import dataclass
 
 import constriction
 import numpy as np
-import torch
 
 from .errors import NeucodexError
 
@@ -56,15 +58,15 @@ class CodecError(NeucodexError):
 
 @dataclass(frozen=True)
 class Packet:
-    """A decoded packet: the tensor plus the header fields that travel with it."""
+    """A decoded packet: the map plus the header fields that travel with it."""
 
-    tensor: torch.Tensor
+    array: np.ndarray  # float32 [N, C, H, W]
     format: str
     timestep: int
 
 
-def _as_array(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+def _as_array(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
@@ -204,7 +206,7 @@ def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) 
 
 
 def encode(
-    x: torch.Tensor | np.ndarray,
+    x,
     format: str = "auto",
     *,
     timestep: int = 0,
@@ -275,7 +277,7 @@ def decode_packet(
     max_elements: int = MAX_ELEMENTS,
     expected_shape: tuple[int, ...] | None = None,
 ) -> Packet:
-    """Decode a packet into a float32 tensor of its declared shape, plus format and timestep.
+    """Decode a packet into a float32 array of its declared shape, plus format and timestep.
 
     ``expected_shape`` (``[C, H, W]`` or ``[N, C, H, W]``): refuse any other declared shape before
     anything is allocated — what a server that knows its model's code shape passes.
@@ -306,16 +308,15 @@ def decode_packet(
         if len(payload) != n:
             raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
         values = np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0
-    tensor = torch.from_numpy(values.reshape(shape4))
-    return Packet(tensor, fmt, hd["timestep"])
+    return Packet(values.reshape(shape4), fmt, hd["timestep"])
 
 
-def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
-    """The ``[N, C, H, W]`` float32 tensor a packet carries."""
-    return decode_packet(data, channel_probs=channel_probs, max_elements=max_elements).tensor
+def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """The ``[N, C, H, W]`` float32 array a packet carries."""
+    return decode_packet(data, channel_probs=channel_probs, max_elements=max_elements).array
 
 
-def fit_channel_probs(spikes: torch.Tensor | np.ndarray) -> np.ndarray:
+def fit_channel_probs(spikes) -> np.ndarray:
     """Per-channel firing probabilities from spike maps ``[..., C, H, W]`` (learned entropy model)."""
     a = _as_array(spikes).astype(np.float64)
     if a.ndim < 3:

@@ -12,6 +12,7 @@ from . import (
     edge,
     energy,
     evaluate,
+    export,
     finetune,
     models,
     report,
@@ -21,4 +22,19 @@ from . import (
     zoo,
 )
 
-COMMANDS = (demo, models, datasets, zoo, train, finetune, sweep, calibrate, evaluate, serve, edge, energy, report)
+COMMANDS = (
+    demo,
+    models,
+    datasets,
+    zoo,
+    train,
+    finetune,
+    sweep,
+    calibrate,
+    evaluate,
+    serve,
+    edge,
+    export,
+    energy,
+    report,
+)

@@ -10,11 +10,13 @@ be batched with another session's fifth.
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,10 +24,31 @@ from spikingjelly.activation_based import base
 
 from .. import codec
 from ..bottleneck import CoInferenceModel
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import NeucodexError
 from ..exit import ExitPolicy
+from . import neucodex_pb2 as pb
+from .protocol import RuntimeFailure
 
 State = list[torch.Tensor]  # one [1, ...] tensor per memory, in named_memories order
+
+
+def open_coinference(checkpoint: str | Path | Checkpoint) -> Checkpoint:
+    """A co-inference checkpoint whose model this process may step alone (neuron state is per
+    model object, so a checkpoint object passed in is copied)."""
+    if isinstance(checkpoint, Checkpoint):
+        ck = Checkpoint(copy.deepcopy(checkpoint.model), checkpoint.info)
+    else:
+        ck = load_checkpoint(checkpoint)
+    if not ck.info.is_coinference:
+        raise RuntimeFailure(
+            "this checkpoint has no bottleneck: use a fine-tuned co-inference checkpoint (neucodex finetune)"
+        )
+    return ck
+
+
+def policy_from_pb(m: pb.Policy) -> ExitPolicy:
+    return ExitPolicy(m.measure or "max_softmax", m.threshold, max(1, m.min_steps), m.max_steps or None)
 
 
 class CloudModel:
@@ -212,9 +235,11 @@ class CloudSession:
             if (hd["format"] == "uint8") == self.cloud.spiking:
                 want = "a spike format" if self.cloud.spiking else "uint8"
                 raise FrameError(f"format {hd['format']} sent, model needs {want}")
-            return codec.decode_packet(
-                packet, channel_probs=self.channel_probs, expected_shape=(1, *self.cloud.code_shape)
-            ).tensor
+            return torch.from_numpy(
+                codec.decode_packet(
+                    packet, channel_probs=self.channel_probs, expected_shape=(1, *self.cloud.code_shape)
+                ).array
+            )
         except codec.CodecError as e:
             raise FrameError(str(e)) from None
 

@@ -1,122 +1,26 @@
-"""The edge: head + encoder single-step, one codec packet per timestep, streamed to the cloud.
+"""The PyTorch edge: the checkpoint's head + encoder, single-step, streamed by :class:`StreamingClient`.
 
-:class:`EdgeClient` keeps one gRPC stream open and sends sample after sample on it. With
-``pipeline=True`` it computes timestep t+1 while the answer for t is in flight, and sends it only
-if the answer says go on — so the bits sent are exactly those an offline evaluation counts.
-
-If the cloud is unreachable or dies mid-sample, the packets already computed are replayed on a
-new stream until ``retry_deadline`` runs out; then the sample is answered by the edge-only
-fallback (the checkpoint holds the whole network, so the edge can run decoder + tail itself) or,
-with ``fallback="none"``, ends with ``status="failed"`` and the error. Never a hang: every wait
-has a timeout.
+The checkpoint holds the whole network, so when the cloud cannot be reached in time a sample can
+be answered by the edge itself (decoder + tail run locally: ``fallback="local"``, the default)
+or end with ``status="failed"`` (``fallback="none"``).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import grpc
 import torch
 
-from .. import codec
 from ..checkpoint import Checkpoint
-from ..errors import InvalidArgumentError, NeucodexError
+from ..errors import InvalidArgumentError
 from ..exit import ExitPolicy
-from . import neucodex_pb2 as pb
-from . import neucodex_pb2_grpc as pb_grpc
-from .cloud import CloudModel, CloudSession
-from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
+from .cloud import CloudModel, CloudSession, open_coinference, policy_from_pb
+from .stream import SampleResult, StreamingClient
 
-_END = object()
-_RETRYABLE = (
-    grpc.StatusCode.UNAVAILABLE,  # no server, or it is draining
-    grpc.StatusCode.RESOURCE_EXHAUSTED,  # the server is full: another replica, or later, may take it
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-)
+__all__ = ["EdgeClient", "SampleResult"]
 
 
-@dataclass
-class SampleResult:
-    """One sample as the edge saw it. Times in milliseconds; bits and bytes for frames sent."""
-
-    index: int
-    prediction: int
-    steps: int  # timesteps sent (or run locally, for a fallback)
-    status: str  # ok | fallback | failed
-    confidence: float = 0.0
-    label: int | None = None
-    payload_bits: int = 0
-    wire_bytes: int = 0  # codec packets, headers included
-    grpc_bytes: int = 0  # serialised frame messages (HTTP/2 framing not counted)
-    edge_ms: float = 0.0  # head + encoder + encoding, all steps computed
-    steps_computed: int = 0  # includes a speculative step discarded on exit
-    rtt_ms: float = 0.0  # mean per frame: send → answer
-    cloud_ms: float = 0.0  # sum over frames, as the server reports it
-    latency_ms: float = 0.0  # first compute → final answer
-    retries: int = 0
-    error: str = ""
-    logits: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class _Transport(Exception):
-    """The stream broke or an answer did not come in time; the sample may be retried."""
-
-
-class _Stream:
-    """One open bidirectional call: a request queue in, a reader thread out."""
-
-    def __init__(self, stub, open_msg: pb.EdgeMessage, metadata, timeout: float) -> None:
-        self.requests: queue.Queue = queue.Queue()
-        self.answers: queue.Queue = queue.Queue()
-        self.timeout = timeout
-        self.requests.put(open_msg)
-        self.call = stub.Stream(iter(self.requests.get, _END), metadata=metadata)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        first = self.next()
-        if first.WhichOneof("kind") != "opened":
-            raise _Transport("server did not open the session")
-        self.opened = first.opened
-
-    def _read(self) -> None:
-        try:
-            for msg in self.call:
-                self.answers.put(msg)
-            self.answers.put(_Transport("the server ended the stream"))
-        except grpc.RpcError as e:
-            self.answers.put(e)
-
-    def send(self, msg: pb.EdgeMessage) -> None:
-        self.requests.put(msg)
-
-    def next(self) -> pb.CloudMessage:
-        try:
-            item = self.answers.get(timeout=self.timeout)
-        except queue.Empty:
-            raise _Transport(f"no answer within {self.timeout:g} s") from None
-        if isinstance(item, grpc.RpcError):
-            code = item.code()
-            if code in _RETRYABLE:
-                raise _Transport(f"{code.name}: {item.details()}")
-            raise RuntimeFailure(f"server refused: {code.name}: {item.details()}")
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.requests.put(_END)
-        self.call.cancel()
-
-
-class EdgeClient:
+class EdgeClient(StreamingClient):
     """Streams samples through a co-inference checkpoint's edge half to a cloud server.
 
     ``policy``: the client's early-exit rule sent in ``Open``; ``None`` lets the server apply its
@@ -140,155 +44,58 @@ class EdgeClient:
         want_logits: bool = False,
         device: str = "cpu",
     ) -> None:
-        if fallback not in ("local", "none"):
-            raise NeucodexError(f"fallback must be 'local' or 'none', got {fallback!r}")
         ck = open_coinference(checkpoint)
+        spiking = ck.model.spiking
+        super().__init__(
+            server,
+            model_id=ck.model_id,
+            T=ck.info.model.steps,
+            codec_format=codec_format if spiking else "uint8",
+            probs=ck.info.probs if spiking else None,  # learned entropy model, if fitted
+            token=token,
+            tls_ca=tls_ca,
+            policy=policy,
+            pipeline=pipeline,
+            timeout=timeout,
+            retry_deadline=retry_deadline,
+            fallback=fallback,
+            fallbacks=("local", "none"),
+            want_logits=want_logits,
+        )
         self.ck = ck
         self.model = ck.model.to(device).eval()
         self.device = torch.device(device)
         self.edge = self.model.edge
         self.edge.set_step_mode("s")
-        self.T = ck.info.model.steps
-        self.format = codec_format if self.model.spiking else "uint8"
-        self.probs = ck.info.probs if self.model.spiking else None  # learned entropy model, if fitted
-        self.policy = policy
-        self.local_policy = policy or ck.info.policy
-        self.pipeline = pipeline
-        self.timeout = timeout
-        self.retry_deadline = retry_deadline
-        self.fallback = fallback
-        self.want_logits = want_logits
-        self.server = server
-        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        creds = grpc.ssl_channel_credentials(root_certificates=tls_ca) if tls_ca else None
-        self._channel = (
-            grpc.secure_channel(server, creds, options=CHANNEL_OPTIONS)
-            if creds
-            else grpc.insecure_channel(server, options=CHANNEL_OPTIONS)
-        )
-        self._stub = pb_grpc.CoInferenceStub(self._channel)
-        self._stream: _Stream | None = None
         self._cloud: CloudModel | None = None  # built on the first fallback
-        self._next_sample = 0
-        self._cloud_down = False  # the last sample found no cloud
 
-    # --- public ------------------------------------------------------------------------------
-    def infer(self, x: torch.Tensor, label: int | None = None) -> SampleResult:
-        """One sample: ``[C, H, W]`` image (fed every timestep) or ``[T, C, H, W]`` event frames."""
+    def _check(self, x: torch.Tensor) -> None:
         expected = 4 if self.ck.info.dataset.get("kind") == "events" else 3
         if x.dim() != expected:
             what = "[T, C, H, W] event frames" if expected == 4 else "[C, H, W] image"
             raise InvalidArgumentError(
                 f"infer takes one sample, a {what}; got shape {tuple(x.shape)} — for a batch, call infer per sample"
             )
-        number = self._next_sample
-        self._next_sample += 1
-        start = time.perf_counter()
-        packets: list[bytes] = []
-        res = SampleResult(index=number, prediction=-1, steps=0, status="ok", label=label)
+
+    def _reset(self) -> None:
         self.edge.reset_state()
-        # While the cloud is known to be down, a sample gets one quick retry, not the whole deadline.
-        deadline = time.monotonic() + (min(self.retry_deadline, 0.1) if self._cloud_down else self.retry_deadline)
-        delay = 0.05
-        while True:
-            try:
-                self._exchange(number, x, packets, res)
-                self._cloud_down = False
-                break
-            except RuntimeFailure:
-                self._drop_stream()
-                raise
-            except _Transport as e:
-                self._drop_stream()
-                res.error = str(e)
-                if time.monotonic() + delay > deadline:
-                    self._cloud_down = True
-                    self._give_up(x, packets, res)
-                    break
-                res.retries += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        self.edge.reset_state()
-        res.latency_ms = (time.perf_counter() - start) * 1000.0
-        return res
-
-    def close(self) -> None:
-        self._drop_stream()
-        self._channel.close()
-
-    def __enter__(self) -> EdgeClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # --- internals ---------------------------------------------------------------------------
-    def _input_at(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        return (x[t] if x.dim() == 4 else x).unsqueeze(0).to(self.device)
 
     @torch.no_grad()
-    def _compute(self, x: torch.Tensor, t: int, res: SampleResult) -> bytes:
-        t0 = time.perf_counter()
-        code = self.edge(self._input_at(x, t))[0]
-        pkt = codec.encode(code.cpu(), self.format, timestep=t, channel_probs=self.probs)
-        res.edge_ms += (time.perf_counter() - t0) * 1000.0
-        res.steps_computed += 1
-        return pkt
-
-    def _ensure_stream(self) -> _Stream:
-        if self._stream is None:
-            open_msg = pb.Open(model_id=self.ck.model_id, T=self.T, codec=self.format, want_logits=self.want_logits)
-            if self.policy is not None:
-                open_msg.policy.CopyFrom(policy_to_pb(self.policy))
-            self._stream = _Stream(self._stub, pb.EdgeMessage(open=open_msg), self.metadata, self.timeout)
-            self.local_policy = policy_from_pb(self._stream.opened.policy)
-        return self._stream
-
-    def _drop_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def _exchange(self, number: int, x: torch.Tensor, packets: list[bytes], res: SampleResult) -> None:
-        """Send the sample's frames from timestep 0 (replaying ``packets``), until exit or T."""
-        stream = self._ensure_stream()
-        res.payload_bits = res.wire_bytes = res.grpc_bytes = 0
-        res.cloud_ms = 0.0
-        rtt = 0.0
-        for t in range(self.T):
-            if t == len(packets):
-                packets.append(self._compute(x, t, res))
-            frame = pb.EdgeMessage(frame=pb.Frame(sample=number, timestep=t, packet=packets[t]))
-            sent = time.perf_counter()
-            stream.send(frame)
-            res.payload_bits += (len(packets[t]) - codec.HEADER_BYTES) * 8
-            res.wire_bytes += len(packets[t])
-            res.grpc_bytes += frame.ByteSize()
-            if self.pipeline and t + 1 < self.T and len(packets) == t + 1:
-                packets.append(self._compute(x, t + 1, res))
-            msg = stream.next()
-            rtt += (time.perf_counter() - sent) * 1000.0
-            if msg.WhichOneof("kind") != "answer" or msg.answer.sample != number or msg.answer.timestep != t:
-                raise RuntimeFailure(f"unexpected reply from the server for sample {number}, timestep {t}")
-            a = msg.answer
-            res.prediction, res.confidence, res.steps = a.prediction, a.confidence, t + 1
-            res.cloud_ms += a.cloud_ms
-            res.logits = list(a.logits)
-            if a.exit:
-                break
-        res.rtt_ms = rtt / max(res.steps, 1)
-        res.status, res.error = "ok", ""
+    def _code(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        return self.edge((x[t] if x.dim() == 4 else x).unsqueeze(0).to(self.device))[0].cpu()
 
     @torch.no_grad()
     def _give_up(self, x: torch.Tensor, packets: list[bytes], res: SampleResult) -> None:
-        """The cloud could not be reached in time: answer locally, or fail explicitly."""
-        res.payload_bits = res.wire_bytes = res.grpc_bytes = 0
+        """The cloud could not be reached in time: run decoder + tail here, or fail explicitly."""
         if self.fallback == "none":
-            res.status, res.steps = "failed", 0
-            return
+            return super()._give_up(x, packets, res)
+        res.payload_bits = res.wire_bytes = res.grpc_bytes = 0
         if self._cloud is None:
             self._cloud = CloudModel(self.model, self.device)
-        session = CloudSession(self._cloud, self.local_policy, self.T, self.probs)
+        policy = self.policy or (
+            policy_from_pb(self.server_policy) if self.server_policy is not None else self.ck.info.policy
+        )
+        session = CloudSession(self._cloud, policy, self.T, self.probs)
         session.begin(res.index)
         for t in range(self.T):
             if t == len(packets):

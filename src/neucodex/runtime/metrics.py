@@ -7,22 +7,21 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import InvalidArgumentError
-from .edge import EdgeClient, SampleResult
+from .stream import SampleResult, StreamingClient
 
 
 def stream_dataset(
-    client: EdgeClient, dataset: Dataset, indices: Sequence[int] | None = None, progress: bool = True
+    client: StreamingClient, dataset, indices: Sequence[int] | None = None, progress: bool = True
 ) -> list[SampleResult]:
-    """Every sample (or ``indices``) of ``dataset`` through ``client``, in order."""
+    """Every sample (or ``indices``) of ``dataset`` (indexable: ``(x, label)`` pairs) through ``client``, in order."""
     indices = range(len(dataset)) if indices is None else indices
     out = []
     for i in tqdm(indices, desc="edge", unit="sample", disable=not (progress and sys.stderr.isatty())):
         x, y = dataset[i]
-        r = client.infer(x, int(y))
+        r = client.infer(x, None if y is None else int(y))
         r.index = int(i)
         out.append(r)
     return out

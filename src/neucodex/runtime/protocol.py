@@ -1,7 +1,8 @@
 """The wire: message limits, channel options, policy ⇄ protobuf, the runtime's errors, and the
 generated modules of ``neucodex.proto``.
 
-Both sides import this module and nothing of each other. The generated ``neucodex_pb2*.py`` are
+Both sides import this module and nothing of each other; it needs no PyTorch, so the torch-free
+edge (:mod:`neucodex.lite`) speaks the same wire through it. The generated ``neucodex_pb2*.py`` are
 committed so that running needs only ``grpcio`` and ``protobuf``; ``python -m
 neucodex.runtime.protocol`` regenerates them (needs ``grpcio-tools``) and a test checks they
 match the ``.proto``.
@@ -9,13 +10,10 @@ match the ``.proto``.
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
-from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import NeucodexError
-from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
@@ -36,26 +34,9 @@ class RuntimeFailure(NeucodexError):
     """The runtime could not do what was asked (bad server setup, unreachable cloud, …)."""
 
 
-def policy_to_pb(p: ExitPolicy) -> pb.Policy:
+def policy_to_pb(p) -> pb.Policy:
+    """An exit policy (any object with ``measure``, ``threshold``, ``min_steps``, ``max_steps``)."""
     return pb.Policy(measure=p.measure, threshold=p.threshold, min_steps=p.min_steps, max_steps=p.max_steps or 0)
-
-
-def policy_from_pb(m: pb.Policy) -> ExitPolicy:
-    return ExitPolicy(m.measure or "max_softmax", m.threshold, max(1, m.min_steps), m.max_steps or None)
-
-
-def open_coinference(checkpoint: str | Path | Checkpoint) -> Checkpoint:
-    """A co-inference checkpoint whose model this process may step alone (neuron state is per
-    model object, so a checkpoint object passed in is copied)."""
-    if isinstance(checkpoint, Checkpoint):
-        ck = Checkpoint(copy.deepcopy(checkpoint.model), checkpoint.info)
-    else:
-        ck = load_checkpoint(checkpoint)
-    if not ck.info.is_coinference:
-        raise RuntimeFailure(
-            "this checkpoint has no bottleneck: use a fine-tuned co-inference checkpoint (neucodex finetune)"
-        )
-    return ck
 
 
 def generate(out_root: Path) -> list[Path]:

@@ -26,8 +26,8 @@ from ..errors import NeucodexError
 from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
-from .cloud import Batcher, CloudModel, CloudSession, FrameError
-from .protocol import CHANNEL_OPTIONS, RuntimeFailure, open_coinference, policy_from_pb, policy_to_pb
+from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference, policy_from_pb
+from .protocol import CHANNEL_OPTIONS, RuntimeFailure, policy_to_pb
 
 
 def port_is_free(host: str, port: int) -> bool:

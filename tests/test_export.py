@@ -1,0 +1,173 @@
+"""Edge export (ONNX, NIR) and the torch-free edge: the same spikes, packets and answers as PyTorch."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import neucodex as nc
+from neucodex import codec
+from neucodex.bottleneck import CoInferenceModel
+from neucodex.checkpoint import ModelSpec, load_checkpoint, save_checkpoint
+from neucodex.cli import main
+from neucodex.evaluate import load_split
+from neucodex.export import ExportError, edge_graph, export_edge, run_reference
+from neucodex.lite import OnnxEdge, load_bundle
+from neucodex.lite.bundle import MANIFEST, ONNX_FILE, BundleError
+from neucodex.runtime import EdgeClient
+from neucodex.runtime.process import spawn_server, stop_server
+
+from conftest import calibrate_bn
+
+BLOCK_TORCH = "import sys; [sys.modules.__setitem__(m, None) for m in ('torch', 'spikingjelly', 'tonic')]; "
+
+
+@pytest.fixture(scope="module")
+def resnet_checkpoint(tmp_path_factory) -> Path:
+    """An untrained spiking ResNet co-inference model with real BN statistics (neurons fire)."""
+    torch.manual_seed(1)
+    kwargs = {"T": 3, "input_size": 16, "widths": (8, 16, 16, 16)}
+    model = CoInferenceModel(nc.create_model("resnet-tiny", **kwargs), "rb2", "c4s2")
+    calibrate_bn(model, size=16)
+    d = tmp_path_factory.mktemp("resnet") / "ck"
+    save_checkpoint(d, model, ModelSpec.of(model, kwargs), dataset={"kind": "static"})
+    return d
+
+
+@pytest.fixture(scope="module", params=["vgg", "resnet"])
+def exported(request, coinference_checkpoint, resnet_checkpoint, tmp_path_factory):
+    ck = load_checkpoint(coinference_checkpoint if request.param == "vgg" else resnet_checkpoint)
+    out = export_edge(ck, ["onnx", "nir"], tmp_path_factory.mktemp("export") / request.param)
+    return ck, out
+
+
+def pytorch_codes(ck, x: torch.Tensor) -> list[np.ndarray]:
+    edge = ck.model.eval().edge.set_step_mode("s")
+    edge.reset_state()
+    with torch.no_grad():
+        codes = [edge(x).numpy() for _ in range(ck.info.model.steps)]
+    edge.reset_state()
+    return codes
+
+
+def test_onnx_and_reference_reproduce_the_pytorch_spikes_and_packets(exported):
+    ck, out = exported
+    x = torch.rand(16, *edge_graph(ck.model).input_shape)
+    want = pytorch_codes(ck, x)
+    onnx_edge, state = OnnxEdge(out), {}
+    onnx_edge.reset(batch=16)
+    same_spikes = same_packets = packets = 0
+    for t, code in enumerate(want):
+        got = onnx_edge.step(x.numpy())
+        ref = run_reference(edge_graph(ck.model), x.numpy(), state)
+        assert got.shape == code.shape and set(np.unique(got)) <= {0.0, 1.0}
+        same_spikes += int((got == code).sum())
+        assert (ref == code).mean() >= 0.999
+        for a, b in zip(code, got, strict=True):
+            packets += 1
+            same_packets += codec.encode(a, timestep=t) == codec.encode(b, timestep=t)
+    assert 0.01 < float(np.mean(want)) < 0.9  # real spike trains, not all silent or all firing
+    assert same_spikes / sum(c.size for c in want) >= 0.999
+    assert same_packets / packets >= 0.95  # a packet differs if any one of its spikes does
+
+
+def test_nir_graph_runs_in_snntorch_with_the_same_spikes(exported):
+    nir = pytest.importorskip("nir")
+    import_from_nir = pytest.importorskip("snntorch.import_nir").import_from_nir
+    ck, out = exported
+    with contextlib.redirect_stdout(io.StringIO()):  # snnTorch prints its threshold rescaling
+        net = import_from_nir(nir.read(str(out / "edge.nir")))
+    x = torch.rand(16, *edge_graph(ck.model).input_shape)
+    want = pytorch_codes(ck, x)
+    with torch.no_grad():
+        got = [net(x) for _ in want]
+    got = [g[0] if isinstance(g, tuple) else g for g in got]
+    same = sum(int((g.numpy() == w).sum()) for g, w in zip(got, want, strict=True))
+    assert same / sum(w.size for w in want) >= 0.999
+
+
+def test_edge_manifest_says_what_an_edge_needs(exported):
+    ck, out = exported
+    b = load_bundle(out)
+    assert b.model_id == ck.model_id and b.T == ck.info.model.steps
+    assert b.code_shape == tuple(ck.model.code_shape) and b.codec_format == "auto"
+    assert len(b.states) == len(edge_graph(ck.model).of_kind("lif"))
+    assert json.loads((out / MANIFEST).read_text())["onnx"]["opset"] == 17
+
+
+def test_export_refusals_are_one_line(coinference_checkpoint, tmp_path, capsys):
+    backbone = Path(coinference_checkpoint).parent / "backbone"
+    with pytest.raises(ExportError, match="only a co-inference checkpoint"):
+        export_edge(backbone, "onnx", tmp_path / "a")
+    with pytest.raises(ExportError, match="unknown export format 'tflite'"):
+        export_edge(coinference_checkpoint, "tflite", tmp_path / "b")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", "--checkpoint", str(coinference_checkpoint), "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create --out" in err[0]
+
+
+def test_altered_or_incomplete_exports_are_refused(exported, tmp_path):
+    _, out = exported
+    bad = shutil.copytree(out, tmp_path / "bad")
+    (bad / ONNX_FILE).write_bytes((bad / ONNX_FILE).read_bytes()[:-1] + b"\0")
+    with pytest.raises(BundleError, match="does not match the SHA-256"):
+        load_bundle(bad)
+    (bad / ONNX_FILE).unlink()
+    with pytest.raises(BundleError, match="is missing"):
+        load_bundle(bad)
+    with pytest.raises(BundleError, match="has no edge.json"):
+        load_bundle(tmp_path)
+
+
+def run_lite_edge(*args: str) -> subprocess.CompletedProcess:
+    code = BLOCK_TORCH + "from neucodex.lite.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_torch_free_edge_equals_the_pytorch_edge_against_a_real_server(coinference_checkpoint, tmp_path):
+    ck = load_checkpoint(coinference_checkpoint)
+    out = export_edge(ck, "onnx", tmp_path / "edge")
+    ds = load_split(ck.info.experiment(), "test", ck.model.T)
+    n = 24  # digits test images as the PyTorch edge sees them, written as an .npz for the lite edge
+    xs = np.stack([ds[i][0].numpy() for i in range(n)])
+    ys = np.array([int(ds[i][1]) for i in range(n)])
+    np.savez(tmp_path / "samples.npz", x=xs, y=ys)
+    proc, address = spawn_server(coinference_checkpoint)
+    try:
+        with EdgeClient(ck, address, fallback="none") as client:
+            want = [client.infer(torch.from_numpy(x), int(y)) for x, y in zip(xs, ys, strict=True)]
+        run = run_lite_edge(
+            "--model", str(out), "--server", address, "--input", str(tmp_path / "samples.npz"), "--json"
+        )
+    finally:
+        stop_server(proc)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)["samples"]
+    assert [r["status"] for r in got] == ["ok"] * n
+    same = sum(g["prediction"] == w.prediction and g["steps"] == w.steps for g, w in zip(got, want, strict=True))
+    assert same / n >= 0.95
+    assert abs(np.mean([g["payload_bits"] for g in got]) - np.mean([w.payload_bits for w in want])) < 0.05 * max(
+        1.0, np.mean([w.payload_bits for w in want])
+    )
+
+
+def test_torch_free_edge_bad_input_is_one_line(exported, tmp_path):
+    _, out = exported
+    run = run_lite_edge("--model", str(tmp_path / "nothing"), "--server", "127.0.0.1:1")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no exported edge at" in run.stderr
+    run = run_lite_edge("--model", str(out), "--server", "127.0.0.1:1", "--input", str(tmp_path / "none.npz"))
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no samples at" in run.stderr
+    run = run_lite_edge("--model", str(out), "--server", "not-an-address")
+    assert run.returncode == 2 and "is not HOST:PORT" in run.stderr
