@@ -364,7 +364,9 @@ def test_edge_exit_codes_without_a_cloud(coinference_checkpoint):
     assert local.returncode == 0 and "2 samples answered on the edge" in local.stderr
     garbage = subprocess.run([*base, "--server", "garbage"], capture_output=True, text=True)
     assert garbage.returncode == 2
-    assert garbage.stderr.strip() == "neucodex: error: --server 'garbage' is not HOST:PORT (e.g. 127.0.0.1:50051)"
+    assert garbage.stderr.strip() == (
+        "neucodex: error: --server 'garbage' is not HOST:PORT (e.g. 127.0.0.1:50051) or a list of them"
+    )
 
 
 def test_a_busy_port_is_one_line_and_never_shared(coinference_checkpoint):
@@ -519,3 +521,132 @@ def test_infer_refuses_a_batch_of_images_instead_of_reading_it_as_frames(setup, 
         assert client.infer(ds[0][0]).status == "ok"  # one image still works
     finally:
         client.close()
+
+
+def hold_open_session(ck, address: str):
+    """A raw stream that sends Open and then nothing; returns (call, release)."""
+    held = queue.Queue()
+    opened = pb.EdgeMessage(open=pb.Open(model_id=ck.model_id, T=ck.model.T, codec="auto"))
+
+    def requests():
+        yield opened
+        yield from iter(held.get, None)
+
+    call = pb_grpc.CoInferenceStub(grpc.insecure_channel(address)).Stream(requests())
+    return call, lambda: (held.put(None), call.cancel())
+
+
+def test_one_client_cannot_take_every_session(setup):
+    ck, ds, *_ = setup
+    srv = Server(ck, port=0, max_per_client=2).start()
+    calls = [hold_open_session(ck, srv.address) for _ in range(2)]
+    try:
+        for call, _ in calls:
+            next(call)  # both admitted
+        with EdgeClient(ck, srv.address, retry_deadline=0.3, timeout=5, fallback="none") as client:
+            r = client.infer(ds[0][0])
+        assert r.status == "failed" and "limit 2 per client" in r.error
+    finally:
+        for _, release in calls:
+            release()
+        srv.stop(1)
+
+
+def test_an_open_without_frames_is_ended_after_the_open_timeout(setup):
+    ck, *_ = setup
+    srv = Server(ck, port=0, open_timeout=0.5).start()
+    call, release = hold_open_session(ck, srv.address)
+    try:
+        next(call)
+        t0 = time.monotonic()
+        with pytest.raises(grpc.RpcError) as e:
+            next(call)
+        assert e.value.code() == grpc.StatusCode.CANCELLED and time.monotonic() - t0 < 5
+    finally:
+        release()
+        srv.stop(1)
+
+
+def test_sessions_are_logged_and_counted_in_prometheus_metrics(setup, caplog):
+    import urllib.request
+
+    ck, ds, _, _, policy = setup
+    srv = Server(ck, port=0, token="s3cret").start()
+    port = srv.metrics.serve(0)
+    try:
+        with caplog.at_level("INFO", logger="neucodex.server"):
+            with EdgeClient(ck, srv.address, token="s3cret", policy=policy) as client:
+                rs = [client.infer(ds[i][0]) for i in range(3)]
+            deadline = time.monotonic() + 5
+            while not caplog.records and time.monotonic() < deadline:
+                time.sleep(0.05)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        srv.stop(1)
+    record = json.loads(caplog.records[0].getMessage())
+    assert record["event"] == "session" and record["samples"] == 3 and record["model"] == ck.model_id[:16]
+    assert record["frames"] == sum(r.steps for r in rs) and record["peer"].startswith("ipv")
+    assert "s3cret" not in caplog.text
+    metrics = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line[:1] != "#"}
+    assert metrics["neucodex_samples_total"] == 3 and metrics["neucodex_frames_total"] == record["frames"]
+    exits = {int(k.split('"')[1]): v for k, v in metrics.items() if k.startswith("neucodex_exits_total{")}
+    assert exits == {s: sum(r.steps == s for r in rs) for s in {r.steps for r in rs}}
+    assert metrics["neucodex_frame_seconds_count"] == record["frames"]
+
+
+def test_reflection_lists_the_services(setup):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    srv = Server(setup[0], port=0, reflection=True).start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    finally:
+        srv.stop(1)
+    assert {"neucodex.v1.CoInference", "grpc.health.v1.Health"} <= services
+
+
+def test_replicas_round_robin_and_a_killed_replica_loses_no_sample(setup, coinference_checkpoint):
+    import urllib.request
+
+    ck, ds, _, _, policy = setup
+    preds, steps, _ = offline(setup, policy)
+    replicas = [spawn_server(coinference_checkpoint, "--metrics-port", "0") for _ in range(3)]
+    metrics = [proc.stderr.readline().strip().rsplit(" ", 1)[-1] for proc, _ in replicas]  # "metrics on URL"
+
+    def active(url: str) -> float:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return next(float(line.split()[1]) for line in text.splitlines() if line.startswith("neucodex_sessions_active"))
+
+    target = ",".join(address for _, address in replicas)
+    halfway = threading.Barrier(5, timeout=60)
+    results: dict[int, list] = {}
+
+    def edge(k: int) -> None:
+        with EdgeClient(ck, target, policy=policy, fallback="none", timeout=5, retry_deadline=10) as client:
+            rs = [client.infer(ds[i][0]) for i in range(N // 2)]
+            halfway.wait()  # every edge has a stream open on some replica
+            halfway.wait()  # … and one replica has been killed
+            results[k] = rs + [client.infer(ds[i][0]) for i in range(N // 2, N)]
+
+    try:
+        threads = [threading.Thread(target=edge, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        halfway.wait()
+        load = [active(url) for url in metrics]
+        victim = max(range(3), key=lambda j: load[j])
+        replicas[victim][0].send_signal(signal.SIGKILL)  # a replica with open streams dies under them
+        replicas[victim][0].wait(timeout=10)
+        halfway.wait()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        for proc, _ in replicas:
+            proc.kill()
+    assert sum(load) == 4  # every edge had its stream open on some replica when one was killed
+    assert sorted(results) == [0, 1, 2, 3]
+    for rs in results.values():
+        assert [r.status for r in rs] == ["ok"] * N
+        assert [r.prediction for r in rs] == preds and [r.steps for r in rs] == steps
+    assert sum(r.retries for rs in results.values() for r in rs) >= load[victim]  # its edges replayed elsewhere

@@ -39,12 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_target(server: str) -> str:
-    """``HOST:PORT`` (or a gRPC target such as ``dns:///name:port``), refused early if malformed."""
+    """``HOST:PORT``, replicas ``IP:PORT,IP:PORT,…`` or a gRPC target such as ``dns:///name:port``,
+    refused early if malformed."""
     if server.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
         return server
-    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", server)
-    if not m or not 1 <= int(m.group(2)) <= 65535:
-        raise NeucodexError(f"--server {server!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+    parts = server.split(",")
+    for part in parts:
+        m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", part.strip())
+        if not m or not 1 <= int(m.group(2)) <= 65535:
+            raise NeucodexError(f"--server {server!r} is not HOST:PORT (e.g. 127.0.0.1:50051) or a list of them")
+        if len(parts) > 1 and not re.fullmatch(r"\[[0-9a-fA-F:.]+\]|[0-9.]+", m.group(1)):
+            raise NeucodexError(
+                f"replica {part!r}: list replicas by IP address, or give one dns:///NAME:PORT that resolves to all"
+            )
     return server
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--idle-timeout", type=float, default=300.0, help="end sessions silent this long (s)")
+    p.add_argument("--open-timeout", type=float, default=10.0, help="end sessions that send no frame this long (s)")
+    p.add_argument(
+        "--max-sessions-per-client", type=int, default=64, help="concurrent streams one peer address may hold"
+    )
+    p.add_argument("--keepalive", type=float, default=60.0, help="seconds between keepalive pings on a connection")
+    p.add_argument(
+        "--max-connection-age",
+        type=float,
+        help="close connections after this many seconds (clients reconnect: re-balances over replicas)",
+    )
+    p.add_argument("--reflection", action="store_true", help="enable gRPC server reflection (grpcurl, grpc_cli)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: any free port)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
     p.add_argument(
         "--delay-ms",
         type=float,
@@ -69,7 +83,22 @@ def run(args: argparse.Namespace) -> None:
         policy=policy(args),
         delay_ms=args.delay_ms,
         idle_timeout=args.idle_timeout,
+        open_timeout=args.open_timeout,
+        max_per_client=args.max_sessions_per_client,
+        keepalive=args.keepalive,
+        max_connection_age=args.max_connection_age,
+        reflection=args.reflection,
     ).start()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # one JSON line per session
+    if args.metrics_port is not None:
+        try:
+            port = server.metrics.serve(args.metrics_port, args.metrics_host)
+        except OSError as e:
+            server.stop(0)
+            raise NeucodexError(
+                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {e.strerror}"
+            ) from None
+        print(f"metrics on http://{args.metrics_host}:{port}/metrics", file=sys.stderr, flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

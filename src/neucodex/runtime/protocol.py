@@ -10,6 +10,8 @@ match the ``.proto``.
 
 from __future__ import annotations
 
+import json
+import random
 import sys
 from pathlib import Path
 
@@ -28,6 +30,33 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 """Options of every channel and server: the same message limits on both sides."""
+
+
+SERVICE_NAME = "neucodex.v1.CoInference"
+
+BALANCED = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": SERVICE_NAME},  # skip replicas that are draining or down
+    }
+)
+"""Service config for several replicas: round-robin over those whose health service says SERVING."""
+
+
+def channel_target(server: str) -> tuple[str, list[tuple[str, object]]]:
+    """gRPC target and extra channel options for ``server``: ``HOST:PORT``, a comma-separated
+    list of replicas (``IP:PORT,IP:PORT``), or a resolver name (``dns:///name:port``) — the last
+    two balanced round-robin over healthy replicas."""
+    if "," in server:
+        hosts = [h.strip() for h in server.split(",")]
+        # round_robin sends a channel's first stream to the first replica that connects: start
+        # each client at a different one, so single-stream edges spread over the replicas
+        hosts = random.sample(hosts, len(hosts))
+        scheme = "ipv6" if any(h.startswith("[") for h in hosts) else "ipv4"
+        return f"{scheme}:{','.join(hosts)}", [("grpc.service_config", BALANCED)]
+    if server.startswith("dns:"):
+        return server, [("grpc.service_config", BALANCED)]
+    return server, []
 
 
 class RuntimeFailure(NeucodexError):

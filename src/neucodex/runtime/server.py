@@ -27,7 +27,8 @@ from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
 from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference, policy_from_pb
-from .protocol import CHANNEL_OPTIONS, RuntimeFailure, policy_to_pb
+from .observe import ServerMetrics, SessionRecord
+from .protocol import CHANNEL_OPTIONS, SERVICE_NAME, RuntimeFailure, policy_to_pb
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -50,7 +51,6 @@ def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
-SERVICE_NAME = "neucodex.v1.CoInference"
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
@@ -83,6 +83,9 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         policy: ExitPolicy | None = None,
         delay_ms: float = 0.0,
         idle_timeout: float = 300.0,
+        open_timeout: float = 10.0,
+        max_per_client: int = 64,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.ck = ck
         self.model_id = ck.model_id
@@ -96,37 +99,75 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.sessions = 0
         self._lock = threading.Lock()
         self.idle_timeout = idle_timeout
-        self._last_seen: dict = {}  # context → monotonic time of its last message
+        self.open_timeout = open_timeout
+        self.max_per_client = max_per_client
+        self.metrics = metrics or ServerMetrics()
+        self._last_seen: dict = {}  # context → (monotonic time of its last message, whether a frame came)
+        self._per_client: dict[str, int] = {}  # peer address without port → sessions open
         threading.Thread(target=self._watch_idle, name="neucodex-idle", daemon=True).start()
 
     def _watch_idle(self) -> None:
-        """Cancel sessions that sent nothing for ``idle_timeout`` s: a silent edge must not hold a slot."""
-        while not self.closed.wait(min(1.0, self.idle_timeout / 4)):
+        """Cancel sessions silent for ``idle_timeout`` s, or that sent Open and no frame for
+        ``open_timeout`` s: a silent edge must not hold a slot."""
+        while not self.closed.wait(min(1.0, self.idle_timeout / 4, self.open_timeout / 4)):
             now = time.monotonic()
             with self._lock:
-                idle = [c for c, seen in self._last_seen.items() if now - seen > self.idle_timeout]
+                idle = [
+                    c
+                    for c, (seen, framed) in self._last_seen.items()
+                    if now - seen > (self.idle_timeout if framed else min(self.open_timeout, self.idle_timeout))
+                ]
             for context in idle:
                 context.cancel()
 
-    def _seen(self, context) -> None:
+    def _seen(self, context, framed: bool = False) -> None:
         with self._lock:
-            self._last_seen[context] = time.monotonic()
+            self._last_seen[context] = (time.monotonic(), framed)
+
+    def _admit(self, client: str, context) -> None:
+        """Count this session against its client's limit (peer address, any port)."""
+        with self._lock:
+            open_now = self._per_client.get(client, 0)
+            if open_now < self.max_per_client:
+                self._per_client[client] = open_now + 1
+                return
+        context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"this client already has {open_now} sessions open (limit {self.max_per_client} per client)",
+        )
+
+    def _leave(self, client: str) -> None:
+        with self._lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
 
     # --- one session ---------------------------------------------------------------------
     def Stream(self, request_iterator: Iterator[pb.EdgeMessage], context) -> Iterator[pb.CloudMessage]:
+        client = context.peer().rsplit(":", 1)[0]
+        record = SessionRecord(peer=context.peer(), model=self.model_id[:16])
+        started = time.monotonic()
+        admitted = False
         with self._lock:
             self.sessions += 1
+        self.metrics.sessions.inc()
+        self.metrics.active.inc()
         self._seen(context)
         session: CloudSession | None = None
         try:
+            self._admit(client, context)
+            admitted = True
             first = next(request_iterator, None)
             if first is None:
                 return
             opened, session, want_logits = self._open(first, context)
+            record.session = opened.session
             yield pb.CloudMessage(opened=opened)
             last_number = -1
             for msg in request_iterator:
-                self._seen(context)
+                self._seen(context, framed=True)
                 kind = msg.WhichOneof("kind")
                 if kind == "frame":
                     f = msg.frame
@@ -152,8 +193,12 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
                             f"(sample {session.number}, timestep {session.t})",
                         )
                     answer = self._step(session, f.packet, want_logits, context)
+                    record.frames += 1
+                    self.metrics.frame(answer.cloud_ms, answer.batch)
                     yield pb.CloudMessage(answer=answer)
                     if answer.exit:
+                        record.samples += 1
+                        self.metrics.sample(answer.timestep + 1)
                         last_number = session.number
                         session.end()
                         self.batcher.sample_ended()
@@ -164,9 +209,16 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         finally:
             if session is not None and session.active:
                 self.batcher.sample_ended()
+            if admitted:
+                self._leave(client)
             with self._lock:
                 self.sessions -= 1
                 self._last_seen.pop(context, None)
+            code, details = getattr(context, "code", lambda: None)(), getattr(context, "details", lambda: None)()
+            record.status = code.name if code is not None else "OK"
+            record.error = details.decode(errors="replace") if isinstance(details, bytes) else (details or "")
+            record.seconds = round(time.monotonic() - started, 3)
+            self.metrics.closed(record)
 
     def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, CloudSession, bool]:
         if msg.WhichOneof("kind") != "open":
@@ -243,19 +295,44 @@ class Server:
         policy: ExitPolicy | None = None,
         delay_ms: float = 0.0,
         idle_timeout: float = 300.0,
+        open_timeout: float = 10.0,
+        max_per_client: int = 64,
+        keepalive: float = 60.0,
+        max_connection_age: float | None = None,
+        reflection: bool = False,
     ) -> None:
         ck = open_coinference(checkpoint)
+        self.metrics = ServerMetrics()
         self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0)
-        self.servicer = CoInferenceServicer(ck, self.batcher, policy, delay_ms, idle_timeout)
+        self.servicer = CoInferenceServicer(
+            ck, self.batcher, policy, delay_ms, idle_timeout, open_timeout, max_per_client, self.metrics
+        )
+        options = [
+            *CHANNEL_OPTIONS,
+            ("grpc.so_reuseport", 0),  # a second server on the port fails
+            ("grpc.keepalive_time_ms", int(keepalive * 1000)),  # ping idle connections: find dead edges
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),  # edges may ping every 10 s
+        ]
+        if max_connection_age:  # GOAWAY after this long: clients reconnect and re-balance over replicas
+            options += [
+                ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
+                ("grpc.max_connection_age_grace_ms", 30_000),
+            ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
             interceptors=[_TokenInterceptor(token)] if token else [],
-            options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],  # a second server on the port fails
+            options=options,
             maximum_concurrent_rpcs=max_sessions,
         )
         pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
         self.health = health.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        if reflection:  # grpcurl / grpc_cli can list and describe the services
+            from grpc_reflection.v1alpha import reflection as refl
+
+            names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, refl.SERVICE_NAME)
+            refl.enable_server_reflection(names, self._server)
         address = f"{host}:{port}"
         if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
             self.batcher.close()

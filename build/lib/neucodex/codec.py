@@ -1,0 +1,330 @@
+"""Spikes ⇄ bytes: lossless packets for one timestep's spike map (or a batch of them).
+
+A packet is a 22-byte header followed by the payload::
+
+    magic 'N' | version u8 | format u8 | flags u8 | timestep u16 | N u16 | C u16 | H u16 | W u16
+    | payload_len u32 | crc32 u32          (little-endian; CRC over header-without-CRC + payload)
+
+Payload formats:
+
+- ``bitmap``  — 1 bit per neuron (``numpy.packbits``), ``ceil(n/8)`` bytes.
+- ``sparse``  — the flat indices of the ones, bit-packed at ``ceil(log2 n)`` bits each (the number
+  of padding bits is in flags bits 1–3); wins at low firing rates and on small maps.
+- ``entropy`` — arithmetic (ANS) coding with Bernoulli probabilities via ``constriction``: either
+  one probability per packet sent in-band (u16; adapts to each packet), or per-channel
+  probabilities learned from data and shared by both ends (``channel_probs``; flag bit 0).
+- ``uint8``   — 8-bit quantised real features, one byte each: BottleNet++'s wire form.
+
+``auto`` picks the smallest spike format per packet. ``decode`` of anything malformed raises
+:class:`CodecError` and nothing else, and never allocates more than the declared shape, which is
+itself bounded by ``max_elements``.
+
+NumPy only (no PyTorch): the torch-free edge runs this same module. ``encode`` takes a NumPy
+array or a torch tensor; ``decode`` returns a NumPy ``float32`` array.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from .errors import NeucodexError
+
+VERSION = 1
+MAGIC = b"N"
+_HEADER = struct.Struct("<cBBBHHHHHI")  # everything before the CRC
+_CRC = struct.Struct("<I")
+HEADER_BYTES = _HEADER.size + _CRC.size
+MAX_ELEMENTS = 1 << 24
+"""Default bound on N*C*H*W a decoder accepts (16 M neurons, a 2 MiB bitmap)."""
+
+FORMATS = {"bitmap": 0, "sparse": 1, "entropy": 2, "uint8": 3}
+_FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
+SPIKE_FORMATS = ("bitmap", "sparse", "entropy")
+_FLAG_CHANNEL_MODEL = 1  # entropy: per-channel learned probabilities
+_SPARSE_PAD_SHIFT = 1  # sparse: padding bits of the packed indices in flags bits 1-3
+_ALLOWED_FLAGS = {"entropy": _FLAG_CHANNEL_MODEL, "sparse": 7 << _SPARSE_PAD_SHIFT}
+_P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
+_PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
+
+
+class CodecError(NeucodexError):
+    """A packet could not be produced or read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A decoded packet: the map plus the header fields that travel with it."""
+
+    array: np.ndarray  # float32 [N, C, H, W]
+    format: str
+    timestep: int
+
+
+def _as_array(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if len(shape) == 3:
+        return (1, *shape)  # type: ignore[return-value]
+    if len(shape) == 4:
+        return shape  # type: ignore[return-value]
+    raise CodecError(f"expected a [C, H, W] or [N, C, H, W] map, got shape {tuple(shape)}")
+
+
+def _binary(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8)
+    if np.any((a != 0) & (a != 1)):
+        raise CodecError("spike formats need a binary map (values 0 and 1); use 'uint8' for real features")
+    return a.astype(np.uint8)
+
+
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _sparse_encode(bits: np.ndarray) -> tuple[bytes, int]:
+    """Indices of the ones, MSB-first at ``_index_bits(n)`` bits each; flags carry the padding."""
+    width = _index_bits(bits.size)
+    idx = np.flatnonzero(bits)
+    packed_bits = ((idx[:, None] >> np.arange(width - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+    pad = (-packed_bits.size) % 8
+    return np.packbits(packed_bits).tobytes(), pad << _SPARSE_PAD_SHIFT
+
+
+def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
+    width = _index_bits(n)
+    pad = (flags >> _SPARSE_PAD_SHIFT) & 7
+    total = len(payload) * 8 - pad
+    if total < 0 or total % width or total // width > n or (not payload and pad):
+        raise CodecError(
+            f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} {width}-bit indices"
+        )
+    raw = np.unpackbits(np.frombuffer(payload, np.uint8))
+    if raw[total:].any():
+        raise CodecError("sparse padding bits are not zero")
+    idx = raw[:total].reshape(-1, width).astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+    if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+        raise CodecError("sparse indices must be strictly increasing and inside the map")
+    values = np.zeros(n, np.float32)
+    values[idx] = 1.0
+    return values
+
+
+def _channel_p(channel_probs: np.ndarray, channels: int) -> np.ndarray:
+    probs = np.asarray(channel_probs, dtype=np.float64).reshape(-1)
+    if probs.size != channels:
+        raise CodecError(f"channel_probs has {probs.size} entries but the map has {channels} channels")
+    if not np.isfinite(probs).all():
+        raise CodecError("channel_probs must be finite probabilities")
+    return np.clip(probs, _PROB_EPS, 1 - _PROB_EPS)
+
+
+def _bernoulli(p: float):
+    return constriction.stream.model.Bernoulli(float(p), perfect=False)
+
+
+def _ans_encode(groups: list[tuple[np.ndarray, float]]) -> bytes:
+    """ANS-code each group of bits with its own fixed Bernoulli model (stack: encode in reverse)."""
+    coder = constriction.stream.stack.AnsCoder()
+    for bits, p in reversed(groups):
+        coder.encode_reverse(bits.astype(np.int32), _bernoulli(p))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _ans_decode(payload: bytes, groups: list[tuple[int, float]]) -> np.ndarray:
+    if len(payload) % 4:
+        raise CodecError("entropy payload is not a whole number of 32-bit words")
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        parts = [np.asarray(coder.decode(_bernoulli(p), size), dtype=np.uint8) for size, p in groups]
+        exhausted = coder.is_empty()
+    except Exception as e:  # constriction raises its own errors on inconsistent streams
+        raise CodecError(f"entropy payload does not decode: {e}") from None
+    if not exhausted:
+        raise CodecError("entropy payload has data left after the declared shape")
+    return np.concatenate(parts)
+
+
+def _entropy_encode(bits: np.ndarray, shape4, channel_probs: np.ndarray | None) -> bytes:
+    """In-band: a u16 firing probability, then one ANS stream; learned: one model per channel."""
+    if channel_probs is not None:
+        n, c, h, w = shape4
+        by_channel = bits.reshape(n, c, h * w).transpose(1, 0, 2).reshape(c, -1)
+        return _ans_encode(list(zip(by_channel, _channel_p(channel_probs, c), strict=True)))
+    ones = int(bits.sum())
+    if ones in (0, bits.size):
+        return struct.pack("<H", _P_SCALE if ones else 0)
+    q = min(max(round(ones / bits.size * _P_SCALE), 1), _P_SCALE - 1)
+    return struct.pack("<H", q) + _ans_encode([(bits, q / _P_SCALE)])
+
+
+def _entropy_decode(payload: bytes, shape4, channel_probs: np.ndarray | None) -> np.ndarray:
+    n, c, h, w = shape4
+    if channel_probs is not None:
+        probs = _channel_p(channel_probs, c)
+        by_channel = _ans_decode(payload, [(n * h * w, p) for p in probs])
+        return by_channel.reshape(c, n, h * w).transpose(1, 0, 2).reshape(-1)
+    size = n * c * h * w
+    if len(payload) < 2:
+        raise CodecError("entropy payload too short for its probability field")
+    (q,) = struct.unpack_from("<H", payload)
+    if q in (0, _P_SCALE):
+        if len(payload) != 2:
+            raise CodecError("entropy payload of a constant map must hold only its probability")
+        return np.full(size, 1 if q else 0, dtype=np.uint8)
+    return _ans_decode(payload[2:], [(size, q / _P_SCALE)])
+
+
+def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) -> tuple[bytes, int]:
+    """(payload, flags) for ``a`` in ``fmt``."""
+    flat = a.reshape(-1)
+    if fmt == "uint8":
+        if a.dtype != np.uint8:
+            if np.any((flat < 0) | (flat > 1)):
+                raise CodecError("uint8 format takes values in [0, 1] (8-bit quantised features)")
+            flat = np.rint(flat.astype(np.float64) * 255).astype(np.uint8)
+        return flat.tobytes(), 0
+    bits = _binary(flat)
+    if fmt == "bitmap":
+        return np.packbits(bits).tobytes(), 0
+    if fmt == "sparse":
+        return _sparse_encode(bits)
+    if fmt == "entropy":
+        flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0
+        return _entropy_encode(bits, shape4, channel_probs), flags
+    raise CodecError(f"unknown format {fmt!r}; choose from {', '.join([*FORMATS, 'auto'])}")
+
+
+def encode(
+    x,
+    format: str = "auto",
+    *,
+    timestep: int = 0,
+    channel_probs: np.ndarray | None = None,
+) -> bytes:
+    """One packet for a ``[C, H, W]`` (or ``[N, C, H, W]``) map at ``timestep``.
+
+    ``auto`` tries every spike format and keeps the smallest; with ``channel_probs`` the
+    learned-probability entropy code competes as well, so it never costs more than without.
+    Real-valued features need ``format='uint8'``.
+    """
+    a = _as_array(x)
+    shape4 = _shape4(a.shape)
+    if any(d > 0xFFFF for d in shape4):
+        raise CodecError(f"each dimension must be ≤ 65535, got {tuple(a.shape)}")
+    if not 0 <= timestep <= 0xFFFF:
+        raise CodecError(f"timestep must be in 0..65535, got {timestep}")
+    if format == "auto":
+        if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
+            raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'")
+        candidates = [(_payload(f, a, None, shape4), f) for f in SPIKE_FORMATS]
+        if channel_probs is not None:  # learned probabilities compete too: never worse than without
+            candidates.append((_payload("entropy", a, channel_probs, shape4), "entropy"))
+        (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
+    else:
+        payload, flags = _payload(format, a, channel_probs, shape4)
+    head = _HEADER.pack(MAGIC, VERSION, FORMATS[format], flags, timestep, *shape4, len(payload))
+    return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
+    """Validate and return the header fields of a packet (no payload decoding)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CodecError(f"a packet is bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < HEADER_BYTES:
+        raise CodecError(f"packet truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
+    magic, version, fmt, flags, timestep, n, c, h, w, length = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CodecError("not a neucodex packet (bad magic byte)")
+    if version != VERSION:
+        raise CodecError(f"packet format version {version} is not supported (this codec reads {VERSION})")
+    if fmt not in _FORMAT_NAMES:
+        raise CodecError(f"unknown payload format code {fmt}")
+    if flags & ~_ALLOWED_FLAGS.get(_FORMAT_NAMES[fmt], 0):
+        raise CodecError(f"invalid flags {flags:#x} for format {_FORMAT_NAMES[fmt]}")
+    elements = n * c * h * w
+    if elements == 0 or elements > max_elements:
+        raise CodecError(f"declared shape {n}x{c}x{h}x{w} is empty or exceeds {max_elements} elements")
+    if len(data) != HEADER_BYTES + length:
+        raise CodecError(f"packet length {len(data)} does not match its header ({HEADER_BYTES} + {length} bytes)")
+    (crc,) = _CRC.unpack_from(data, _HEADER.size)
+    if zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[: _HEADER.size])) != crc:
+        raise CodecError("packet CRC32 mismatch (corrupted in transit)")
+    return {
+        "format": _FORMAT_NAMES[fmt],
+        "flags": flags,
+        "timestep": timestep,
+        "shape": (n, c, h, w),
+        "payload": data[HEADER_BYTES:],
+    }
+
+
+def decode_packet(
+    data: bytes,
+    *,
+    channel_probs: np.ndarray | None = None,
+    max_elements: int = MAX_ELEMENTS,
+    expected_shape: tuple[int, ...] | None = None,
+) -> Packet:
+    """Decode a packet into a float32 array of its declared shape, plus format and timestep.
+
+    ``expected_shape`` (``[C, H, W]`` or ``[N, C, H, W]``): refuse any other declared shape before
+    anything is allocated — what a server that knows its model's code shape passes.
+    """
+    hd = read_header(data, max_elements)
+    shape4, payload, fmt = hd["shape"], hd["payload"], hd["format"]
+    if expected_shape is not None and shape4 != _shape4(tuple(expected_shape)):
+        raise CodecError(
+            f"declared shape {'x'.join(map(str, shape4))} is not the expected "
+            f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
+        )
+    n = int(np.prod(shape4))
+    if fmt == "bitmap":
+        if len(payload) != (n + 7) // 8:
+            raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
+        bits = np.unpackbits(np.frombuffer(payload, np.uint8))
+        if bits[n:].any():
+            raise CodecError("bitmap padding bits are not zero")
+        values = bits[:n].astype(np.float32)
+    elif fmt == "sparse":
+        values = _sparse_decode(payload, n, hd["flags"])
+    elif fmt == "entropy":
+        learned = bool(hd["flags"] & _FLAG_CHANNEL_MODEL)
+        if learned and channel_probs is None:
+            raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
+        values = _entropy_decode(payload, shape4, channel_probs if learned else None).astype(np.float32)
+    else:  # uint8
+        if len(payload) != n:
+            raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
+        values = np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0
+    return Packet(values.reshape(shape4), fmt, hd["timestep"])
+
+
+def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+    """The ``[N, C, H, W]`` float32 array a packet carries."""
+    return decode_packet(data, channel_probs=channel_probs, max_elements=max_elements).array
+
+
+def fit_channel_probs(spikes) -> np.ndarray:
+    """Per-channel firing probabilities from spike maps ``[..., C, H, W]`` (learned entropy model)."""
+    a = _as_array(spikes).astype(np.float64)
+    if a.ndim < 3:
+        raise CodecError(f"need [..., C, H, W] spike maps, got shape {a.shape}")
+    axes = tuple(i for i in range(a.ndim) if i != a.ndim - 3)
+    return probs_from_counts(a.sum(axis=axes), a.size / a.shape[-3])
+
+
+def probs_from_counts(ones: np.ndarray, count: float) -> np.ndarray:
+    """Per-channel firing probabilities from per-channel spike counts out of ``count`` positions each."""
+    return ((np.asarray(ones, np.float64) + 0.5) / (count + 1.0)).astype(np.float64)  # Krichevsky–Trofimov

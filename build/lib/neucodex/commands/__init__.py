@@ -1,0 +1,40 @@
+"""The ``neucodex`` commands, one module each: ``NAME``, ``HELP``, ``add_arguments(parser)``, ``run(args)``.
+
+Each is a thin layer over the library API; ``neucodex.cli`` assembles them into one parser.
+"""
+
+from __future__ import annotations
+
+from . import (
+    calibrate,
+    datasets,
+    demo,
+    edge,
+    energy,
+    evaluate,
+    export,
+    finetune,
+    models,
+    report,
+    serve,
+    sweep,
+    train,
+    zoo,
+)
+
+COMMANDS = (
+    demo,
+    models,
+    datasets,
+    zoo,
+    train,
+    finetune,
+    sweep,
+    calibrate,
+    evaluate,
+    serve,
+    edge,
+    export,
+    energy,
+    report,
+)

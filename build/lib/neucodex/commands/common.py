@@ -1,0 +1,104 @@
+"""Arguments and helpers several commands share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import NeucodexError
+
+
+def experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a preset (tiny, cifar10-cpu, paper, …) or a YAML file (default: tiny)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. optim.lr=0.01")
+    p.add_argument("--model")
+    p.add_argument("--dataset")
+    p.add_argument("--root")
+    p.add_argument("--size", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--limit", type=int, help="at most this many samples per split (quick runs)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--out", help="runs directory (default: runs)")
+    p.add_argument("--name", help="run name (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def experiment(args: argparse.Namespace, optim: str = "optim"):
+    """The config named by ``--config`` with every flag and ``--set`` applied; ``--epochs``,
+    ``--lr`` and ``--batch-size`` set the ``optim`` section (``finetune`` for fine-tuning)."""
+    from ..config import load_config
+
+    sets = list(args.set or [])
+    for flag, key in (
+        ("model", "model.name"),
+        ("dataset", "data.name"),
+        ("root", "data.root"),
+        ("size", "data.size"),
+        ("T", "model.T"),
+        ("epochs", f"{optim}.epochs"),
+        ("lr", f"{optim}.lr"),
+        ("batch_size", f"{optim}.batch_size"),
+        ("limit", "data.limit"),
+        ("seed", "seed"),
+        ("device", "device"),
+        ("out", "out"),
+        ("name", "name"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            sets.append(f"{key}={value}")
+    return load_config(args.config, sets)
+
+
+def print_result(args: argparse.Namespace, result) -> None:
+    """A training step's summary line, or its figures as JSON; nothing off rank 0 under torchrun."""
+    if result is None:
+        return
+    print(json.dumps(result.to_dict(), indent=1, default=float) if args.json else result.summary())
+
+
+def policy_arguments(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--threshold", type=float, help=f"early-exit threshold ({whose})")
+    p.add_argument("--measure", default="max_softmax", help="max_softmax, entropy or margin")
+    p.add_argument("--min-steps", type=int, default=1)
+
+
+def policy(args: argparse.Namespace):
+    from ..exit import ExitPolicy
+
+    if args.threshold is None:
+        return None
+    return ExitPolicy(args.measure, args.threshold, args.min_steps)
+
+
+def read_bytes(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise NeucodexError(f"cannot read the {what} {path}: {e.strerror}") from None
+
+
+def token_arguments(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--token", help=f"bearer token {whose} (visible in ps: prefer --token-file or $NEUCODEX_TOKEN)")
+    p.add_argument("--token-file", help="read the bearer token from this file (first line)")
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """``--token``, else ``--token-file``, else ``$NEUCODEX_TOKEN``; None when none is given."""
+    import os
+
+    if args.token:
+        return args.token
+    if args.token_file:
+        text = read_bytes(args.token_file, "token file").decode(errors="replace").strip().splitlines()
+        if not text or not text[0].strip():
+            raise NeucodexError(f"the token file {args.token_file} is empty")
+        return text[0].strip()
+    return os.environ.get("NEUCODEX_TOKEN") or None

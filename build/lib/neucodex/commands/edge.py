@@ -1,0 +1,99 @@
+"""``neucodex edge``: stream a dataset's samples through the edge half to a cloud server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from ..errors import NeucodexError
+from .common import policy, policy_arguments, read_bytes, token, token_arguments
+
+NAME = "edge"
+HELP = "the edge: stream a dataset's samples through the cloud server"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", required=True, help="HOST:PORT of neucodex serve")
+    p.add_argument("--checkpoint", required=True, help="the same co-inference checkpoint the server has")
+    p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
+    p.add_argument("--root", help="dataset files (default: the checkpoint's)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--limit", type=int, help="only the first this many samples of the split")
+    token_arguments(p, "sent with every call")
+    p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
+    p.add_argument("--codec", default="auto", help="bitmap, sparse, entropy or auto")
+    p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
+    p.add_argument(
+        "--fallback",
+        default="local",
+        choices=("local", "none"),
+        help="when the cloud is gone: answer on the edge, or report the sample failed",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
+    policy_arguments(p, "default: the server's")
+
+
+def check_target(server: str) -> str:
+    """``HOST:PORT`` (or a gRPC target such as ``dns:///name:port``), refused early if malformed."""
+    if server.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+        return server
+    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", server)
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise NeucodexError(f"--server {server!r} is not HOST:PORT (e.g. 127.0.0.1:50051)")
+    return server
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 every sample answered (by the cloud, or on the edge with --fallback local),
+    1 some samples failed, 2 a usage or setup error."""
+    from dataclasses import replace
+
+    from ..checkpoint import load_checkpoint
+    from ..evaluate import load_split
+    from ..runtime import EdgeClient
+    from ..runtime.metrics import stream_dataset, summarize, summary_table
+
+    ck = load_checkpoint(args.checkpoint)
+    cfg = ck.info.experiment()
+    if args.dataset or args.root:
+        cfg = replace(cfg, data=replace(cfg.data, name=args.dataset or cfg.data.name, root=args.root, limit=None))
+    ds = load_split(cfg, args.split, ck.model.T)
+    indices = range(min(len(ds), args.limit or len(ds)))
+    with EdgeClient(
+        ck,
+        check_target(args.server),
+        token=token(args),
+        tls_ca=read_bytes(args.tls_ca, "TLS CA certificate"),
+        codec_format=args.codec,
+        policy=policy(args),
+        pipeline=not args.no_pipeline,
+        timeout=args.timeout,
+        retry_deadline=args.retry_deadline,
+        fallback=args.fallback,
+    ) as client:
+        results = stream_dataset(client, ds, indices, progress=not args.quiet)
+    summary = summarize(results)
+    if args.json:
+        print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
+    else:
+        print(summary_table(summary))
+    failed, local = summary["status"]["failed"], summary["status"]["fallback"]
+    errors = sorted({r.error for r in results if r.status != "ok" and r.error})
+    if local:
+        print(
+            f"neucodex: warning: {local} samples answered on the edge, the cloud at {args.server} was not "
+            f"reachable ({errors[0] if errors else 'no answer'})",
+            file=sys.stderr,
+        )
+    if failed:
+        print(
+            f"neucodex: error: {failed} of {len(results)} samples failed ({errors[0] if errors else 'no answer'})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,41 @@
+"""``neucodex report``: the reproduction report of a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "report"
+HELP = "markdown report and plots of a run directory"
+RADIO_NAMES = ("ble", "lte", "wifi")  # energy.RADIOS, named here so parsing needs no torch
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run with backbone/ and coinference-*/ checkpoints (e.g. runs/tiny)")
+    p.add_argument("--samples", type=int, help="test samples to evaluate (default: all)")
+    p.add_argument("--rtt-ms", type=float, default=20.0, help="link round-trip time for the latency model")
+    p.add_argument("--device-factor", type=float, default=10.0, help="edge compute is this many times slower")
+    p.add_argument("--radio", default="wifi", choices=RADIO_NAMES, help="energy per transmitted bit of this radio")
+    p.add_argument("--scope", default="paper", choices=("full", "paper"), help="scope of the per-split-point table")
+    p.add_argument("--dataset", help="test samples from this dataset (default: the checkpoint's)")
+    p.add_argument("--root", help="dataset files (default: the checkpoint's)")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..report import write_report
+
+    r = write_report(
+        args.run_dir,
+        samples=args.samples,
+        rtt_ms=args.rtt_ms,
+        device_factor=args.device_factor,
+        radio=args.radio,
+        scope=args.scope,
+        dataset=args.dataset,
+        root=args.root,
+    )
+    print(json.dumps(r, default=float) if args.json else (Path(args.run_dir) / "report.md").read_text())
+    if not args.json:
+        print("files: " + ", ".join(r["files"]))

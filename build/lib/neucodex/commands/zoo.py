@@ -1,0 +1,73 @@
+"""``neucodex zoo``: the pretrained checkpoints shipped with the package (``zoo:NAME`` anywhere a
+checkpoint is taken)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "zoo"
+HELP = "list the pretrained checkpoints shipped with the package"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one object per entry")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table with the demo figures (as in the README)")
+    p.add_argument("--add", metavar="DIR", help="(maintainers) add a checkpoint directory as fp16 under --name")
+    p.add_argument("--name", help="entry name for --add")
+    p.add_argument("--source", default="", help="how the checkpoint was made, for --add")
+    p.add_argument("--backbone", help="for --add of a co-inference checkpoint: its backbone's zoo entry")
+    p.add_argument("--demo-dataset", help="for --add: evaluate the shipped weights on this dataset and store it")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..pretrained import entries
+
+    if args.add:
+        from ..errors import NeucodexError
+        from ..publish import add_to_zoo
+
+        if not args.name:
+            raise NeucodexError("--add needs --name")
+        e = add_to_zoo(args.add, args.name, args.source, args.backbone, args.demo_dataset)
+        print(f"added zoo:{e.name} ({e.kind}, accuracy {e.accuracy}) sha256 {e.sha256[:16]}…")
+        return
+    rows = [e.to_dict() for e in entries()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    if args.markdown:
+        print(markdown(rows))
+        return
+    print(
+        f"{'name':<28} {'kind':<11} {'dataset':<12} {'model':<14} {'T':>2} {'point':<5} {'bottleneck':<10} "
+        f"{'accuracy':>8}  sha256"
+    )
+    for r in rows:
+        acc = "–" if r["accuracy"] is None else f"{r['accuracy']:.2f}%"
+        print(
+            f"{r['name']:<28} {r['kind']:<11} {r['dataset']:<12} {r['model']:<14} {r['T']:>2} "
+            f"{r['point'] or '–':<5} {r['bottleneck'] or '–':<10} {acc:>8}  {r['sha256'][:16]}…"
+        )
+
+
+def markdown(rows: list[dict]) -> str:
+    """The zoo as a Markdown table: held-out accuracy, and the shipped weights on the demo images."""
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}%"
+
+    out = [
+        "| name | kind | model | T | point | bottleneck | accuracy (held out) | demo: accuracy | demo: mean steps "
+        "| demo: payload bits/sample | sha256 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        d = r.get("demo") or {}
+        bits = d.get("payload_bits")
+        out.append(
+            f"| `{r['name']}` | {r['kind']} | {r['model']} | {r['T']} | {r['point'] or '–'} | "
+            f"{r['bottleneck'] or '–'} | {pct(r['accuracy'])} | {pct(d.get('accuracy'))} | "
+            f"{d.get('mean_steps', '–')} | {'–' if bits is None else f'{bits:.0f}'} | `{r['sha256'][:12]}…` |"
+        )
+    return "\n".join(out)

@@ -1,0 +1,83 @@
+"""What every dataset is: a spec in a registry, a clear error when files are missing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import NeucodexError, UnknownNameError
+from .splits import SPLITS
+
+
+class DatasetMissingError(NeucodexError):
+    """The files of a dataset are not where they were looked for."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    kind: str  # "static" ([C, H, W] images) or "events" ([T, 2, H, W] frames)
+    channels: int
+    classes: int
+    default_size: int
+    samples: str  # how many, in words
+    layout: str  # where and how the files are expected under ROOT
+    get: str  # how to obtain them
+    builder: Callable[..., Dataset] = field(repr=False, compare=False)
+
+
+_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    _DATASETS[spec.name] = spec
+    return spec
+
+
+def list_datasets() -> list[DatasetSpec]:
+    return [_DATASETS[k] for k in sorted(_DATASETS)]
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in _DATASETS:
+        raise UnknownNameError(f"unknown dataset {name!r}; available: {', '.join(sorted(_DATASETS))}")
+    return _DATASETS[name]
+
+
+def missing(spec: DatasetSpec, path: Path | None, what: str) -> DatasetMissingError:
+    """One-line error: which dataset, the exact path, the layout expected, how to get it."""
+    where = "no --root given" if path is None else f"{what} at {path}"
+    return DatasetMissingError(f"dataset {spec.name!r}: {where} — expected {spec.layout}; {spec.get}")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise NeucodexError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+
+
+class Subset(Dataset):
+    """Items ``indices`` of a base dataset, with a transform applied per item."""
+
+    def __init__(self, base: Dataset, indices, transform: Callable | None = None, classes: list[str] | None = None):
+        self.base = base
+        self.indices = [int(i) for i in indices]
+        self.transform = transform
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x, y = self.base[self.indices[i]]
+        return (self.transform(x) if self.transform else x), y
+
+    @property
+    def targets(self) -> list[int]:
+        labels = getattr(self.base, "targets", None)
+        if labels is not None:
+            return [int(labels[i]) for i in self.indices]
+        return [int(self.base[i][1]) for i in self.indices]

@@ -1,0 +1,279 @@
+"""Event-stream datasets framed into T bins: N-MNIST, N-Caltech101, CIFAR10-DVS, digits-dvs.
+
+Recordings are read with Tonic's readers, framed with ``tonic.transforms.ToFrame(n_time_bins=T)``
+into per-polarity event counts ``[T, 2, H, W]``, padded to a square (centred) and resized to
+``size``. Framed tensors are cached on disk (float16 ``.npy``), so a second epoch does not re-read
+events. Splits: a seeded per-class 90/10 test split (not the 'first N per class' split, which
+inflates accuracy), then 10% of the rest as val.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .base import DatasetSpec, Subset, missing, register_dataset
+from .dvs import DVSEmulator
+from .images import cache_root, file_key, resize
+from .splits import stratified_split
+
+VAL_FRACTION = 0.1
+TEST_FRACTION = 0.1
+XYTP = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+
+
+def to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], T: int, size: int) -> torch.Tensor:
+    """Events → ``[T, 2, size, size]`` float event counts; resizing keeps the total count
+    (each output pixel holds the events that fell in its area)."""
+    from tonic.transforms import ToFrame
+
+    w, h, _ = sensor_size
+    if len(events) == 0:
+        frames = torch.zeros(T, 2, h, w)
+    else:
+        frames = torch.from_numpy(ToFrame(sensor_size=sensor_size, n_time_bins=T)(events).astype(np.float32))
+    side = max(h, w)
+    if (h, w) != (side, side):  # centre-pad to a square before resizing
+        top, left = (side - h) // 2, (side - w) // 2
+        frames = F.pad(frames, (left, side - w - left, top, side - h - top))
+    return resize(frames, size) * (side * side / (size * size))
+
+
+def read_bin(path: Path) -> np.ndarray:
+    """An N-MNIST / N-Caltech101 ``.bin`` (40-bit events) via Tonic's reader."""
+    from tonic.io import read_mnist_file
+
+    return read_mnist_file(str(path), dtype=XYTP)
+
+
+def read_aedat4(path: Path) -> np.ndarray:
+    """A CIFAR10-DVS ``.aedat4`` recording via Tonic's reader."""
+    from tonic.io import read_aedat4 as tonic_read
+
+    ev = tonic_read(str(path))
+    ev.dtype.names = ["t", "x", "y", "p"]
+    return ev
+
+
+class EventFiles(Dataset):
+    """Recordings on disk, framed on first access and cached."""
+
+    def __init__(
+        self,
+        paths: list[Path],
+        targets,
+        classes: list[str],
+        reader: Callable[[Path], np.ndarray],
+        sensor_size: tuple[int, int, int] | None,
+        T: int,
+        size: int,
+        cache_dir=None,
+    ) -> None:
+        self.paths, self.targets, self.classes = paths, [int(t) for t in targets], classes
+        self.reader, self.sensor_size, self.T, self.size = reader, sensor_size, T, size
+        self.cache = cache_root(cache_dir) / "frames"
+        self.cache.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path = self.paths[i]
+        cached = self.cache / f"{file_key(path, self.T, self.size, self.sensor_size)}.npy"
+        if cached.exists():
+            return torch.from_numpy(np.load(cached).astype(np.float32)), self.targets[i]
+        ev = self.reader(path)
+        sensor = self.sensor_size
+        if sensor is None:  # per-recording sensor size (N-Caltech101), origin moved to 0 as Tonic does
+            ev["x"] -= ev["x"].min(initial=0)
+            ev["y"] -= ev["y"].min(initial=0)
+            sensor = (int(ev["x"].max(initial=0)) + 1, int(ev["y"].max(initial=0)) + 1, 2)
+        frames = to_frames(ev, sensor, self.T, self.size)
+        tmp = cached.with_suffix(".tmp.npy")
+        np.save(tmp, frames.numpy().astype(np.float16))
+        tmp.replace(cached)
+        return frames, self.targets[i]
+
+
+def _extracted(root: Path, cache_dir) -> Path:
+    """A folder to read: ``root`` itself, or an archive extracted once into the cache."""
+    if root.is_dir() or not root.is_file():
+        return root
+    dest = cache_root(cache_dir) / f"extracted-{file_key(root)}"
+    if not dest.exists():
+        tmp = dest.with_name(dest.name + ".tmp")
+        with tarfile.open(root) as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.replace(dest)
+    subdirs = [d for d in dest.iterdir() if d.is_dir()]
+    return subdirs[0] if len(subdirs) == 1 else dest
+
+
+def _scan(folder: Path, suffix: str, exclude=()) -> tuple[list[Path], list[int], list[str]]:
+    dirs = sorted(
+        (d for d in folder.iterdir() if d.is_dir() and d.name.strip() not in exclude), key=lambda d: d.name.strip()
+    )
+    paths, labels = [], []
+    for k, d in enumerate(dirs):
+        files = sorted(d.glob(f"*{suffix}"))
+        paths += files
+        labels += [k] * len(files)
+    return paths, labels, [d.name.strip() for d in dirs]
+
+
+def _split(base: Dataset, split: str, seed: int, test_base: Dataset | None = None) -> Subset:
+    if test_base is not None:  # an official test set: val comes out of train
+        if split == "test":
+            return Subset(test_base, range(len(test_base)), classes=test_base.classes)
+        parts = stratified_split(np.asarray(base.targets), 0.0, VAL_FRACTION, seed)
+    else:
+        parts = stratified_split(np.asarray(base.targets), TEST_FRACTION, VAL_FRACTION, seed)
+    return Subset(base, parts[split], classes=base.classes)
+
+
+def _recordings(spec: DatasetSpec, folder: Path, suffix: str, exclude=()):
+    if not folder.is_dir():
+        raise missing(spec, folder, "folder not found")
+    found = _scan(folder, suffix, exclude)
+    if not found[0]:
+        raise missing(spec, folder, f"no {suffix} recordings in class folders")
+    return found
+
+
+def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+    if root is None:
+        raise missing(spec, None, "")
+    if download and not Path(root).exists():
+        from tonic.datasets import NMNIST
+
+        NMNIST(str(root), train=True)
+        NMNIST(str(root), train=False)
+        root = Path(root) / "NMNIST"
+    folder = _extracted(Path(root), cache_dir)
+    size = size or spec.default_size
+    base = EventFiles(*_recordings(spec, folder / "Train", ".bin"), read_bin, (34, 34, 2), T, size, cache_dir)
+    test = None
+    if (folder / "Test").is_dir():
+        test = EventFiles(*_recordings(spec, folder / "Test", ".bin"), read_bin, (34, 34, 2), T, size, cache_dir)
+    return _split(base, split, seed, test)
+
+
+register_dataset(
+    DatasetSpec(
+        "nmnist",
+        "events",
+        2,
+        10,
+        34,
+        "whatever recordings are present (full set: 60,000 train / 10,000 test)",
+        "ROOT (a folder or .tar.gz) holding Train/<digit>/NNNNN.bin, optionally Test/<digit>/NNNNN.bin "
+        "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out",
+        "pass --download to fetch it with Tonic, or --root at a folder or .tar.gz of the recordings",
+        _nmnist,
+    )
+)
+
+
+def _ncaltech101(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+    if root is None:
+        raise missing(spec, None, "")
+    folder = Path(root) / "NCALTECH101" / "Caltech101"
+    if download and not folder.exists():
+        from tonic.datasets import NCALTECH101
+
+        NCALTECH101(str(root))
+    size = size or spec.default_size
+    found = _recordings(spec, folder, ".bin", exclude=("BACKGROUND_Google",))
+    return _split(EventFiles(*found, read_bin, None, T, size, cache_dir), split, seed)
+
+
+register_dataset(
+    DatasetSpec(
+        "n-caltech101",
+        "events",
+        2,
+        101,
+        64,
+        "8,246 in 101 classes (seeded per-class 90/10 split, 10% val)",
+        "ROOT/NCALTECH101/Caltech101/<class>/image_NNNN.bin (Tonic's layout; BACKGROUND_Google left out)",
+        "pass --download to fetch it with Tonic, or extract Caltech101.zip from the N-Caltech101 archive there",
+        _ncaltech101,
+    )
+)
+
+
+def _cifar10dvs(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+    if root is None:
+        raise missing(spec, None, "")
+    folder = Path(root) / "CIFAR10DVS"
+    if download and not folder.exists():
+        from tonic.datasets import CIFAR10DVS
+
+        CIFAR10DVS(str(root))
+    size = size or spec.default_size
+    found = _recordings(spec, folder, ".aedat4")
+    return _split(EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir), split, seed)
+
+
+register_dataset(
+    DatasetSpec(
+        "cifar10-dvs",
+        "events",
+        2,
+        10,
+        48,
+        "10,000 (1,000 per class; seeded per-class 90/10 split, 10% val)",
+        "ROOT/CIFAR10DVS/<class>/cifar10_<class>_N.aedat4 (Tonic's layout, 128x128 DVS)",
+        "pass --download to fetch it with Tonic, or extract CIFAR10DVS.zip and its class zips there",
+        _cifar10dvs,
+    )
+)
+
+
+class EmulatedEvents(Dataset):
+    """A static image dataset seen through the DVS emulator, framed into T bins (in memory)."""
+
+    def __init__(self, images: Dataset, emulator: DVSEmulator, T: int, size: int) -> None:
+        self.images, self.emulator, self.T, self.size = images, emulator, T, size
+        self.targets = list(images.targets)
+        self.classes = images.classes
+        self._frames: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if i not in self._frames:
+            img, _ = self.images[i]
+            ev = self.emulator(img.numpy(), seed=i)
+            self._frames[i] = to_frames(ev, (img.shape[-1], img.shape[-2], 2), self.T, self.size)
+        return self._frames[i], self.targets[i]
+
+
+def _digits_dvs(spec, split, root=None, T=4, size=None, **_):
+    from .static import digits_images
+
+    size = size or spec.default_size
+    images, parts = digits_images(size)
+    return Subset(EmulatedEvents(images, DVSEmulator(), T, size), parts[split], classes=images.classes)
+
+
+register_dataset(
+    DatasetSpec(
+        "digits-dvs",
+        "events",
+        2,
+        10,
+        16,
+        "1,797 (the digits split: train 1,294 / val 143 / test 360)",
+        "nothing: emulated from scikit-learn's digits",
+        "always available offline",
+        _digits_dvs,
+    )
+)

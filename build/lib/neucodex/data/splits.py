@@ -1,0 +1,31 @@
+"""Seeded, stratified train / val / test splits (every class split in the same proportions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, val_fraction: float, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Indices per split: ``test_fraction`` of each class is test, then ``val_fraction`` of
+    what remains is val. Each class is shuffled with ``seed``; the result is sorted indices."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(idx) * test_fraction))
+        n_val = int(round((len(idx) - n_test) * val_fraction))
+        out["test"].append(idx[:n_test])
+        out["val"].append(idx[n_test : n_test + n_val])
+        out["train"].append(idx[n_test + n_val :])
+    return {s: np.sort(np.concatenate(v)) if v else np.zeros(0, int) for s, v in out.items()}
+
+
+def holdout_val(labels: np.ndarray, val_fraction: float, seed: int = 0) -> dict[str, np.ndarray]:
+    """For sets with an official test split: carve a stratified val split out of train."""
+    parts = stratified_split(labels, 0.0, val_fraction, seed)
+    return {"train": parts["train"], "val": parts["val"]}

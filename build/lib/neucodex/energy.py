@@ -1,0 +1,331 @@
+"""Edge energy: operation counts with firing rates (SpikeBottleNet eq. 7–8), hardware and radio profiles.
+
+Every conv, transposed conv and linear layer is counted per timestep: its dense operation count
+(multiply–accumulates a DNN would do) and the firing rate of its input. A layer whose input is
+binary spikes costs ``AC × rate × dense`` — eq. 7's SyOPs, ``fr × T × FLOPs`` summed over the
+timesteps run; a layer with real-valued input (the first layer of an SNN, every DNN layer, a
+classifier after pooling) costs ``MAC × dense``. BN (foldable into the conv) and neuron updates
+are not counted, as in the paper.
+
+Scopes: ``full`` (default) counts every layer on the edge — stem, downsample shortcuts, the
+bottleneck encoder. ``paper`` follows SpikeBottleNet §4.3: only the convolutions inside the
+blocks up to the split point; the first (real-input) conv, downsample shortcuts and the encoder
+are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from .errors import NeucodexError
+from .models import Backbone
+
+SCOPES = ("full", "paper")
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """Energy per operation in picojoules."""
+
+    name: str
+    mac_pj: float
+    ac_pj: float
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class RadioProfile:
+    """Marginal transmit energy per bit (nanojoules), excluding idle and tail power."""
+
+    name: str
+    nj_per_bit: float
+    source: str = ""
+
+
+HARDWARE = {
+    "45nm": HardwareProfile("45nm", 4.6, 0.9, "Horowitz, ISSCC 2014 (32-bit float, 45 nm), as SpikeBottleNet"),
+    "rolls": HardwareProfile(
+        "rolls", 4.6, 0.077, "ROLLS, Qiao et al. 2015: 77 fJ per SyOP; real-input layers at 45 nm MAC cost"
+    ),
+}
+RADIOS = {
+    "wifi": RadioProfile("wifi", 283.17, "Huang et al., MobiSys 2012: Wi-Fi uplink 283.17 mW/Mbps"),
+    "lte": RadioProfile("lte", 438.39, "Huang et al., MobiSys 2012: LTE uplink 438.39 mW/Mbps"),
+    "ble": RadioProfile("ble", 153.0, "Siekkinen et al., IEEE WCNC Workshops 2012: BLE ≈ 0.153 µJ/bit"),
+}
+
+
+def hardware_profile(name_or_file: str) -> HardwareProfile:
+    """A named profile (``45nm``, ``rolls``) or a YAML file with ``name``, ``mac_pj``, ``ac_pj``."""
+    if name_or_file in HARDWARE:
+        return HARDWARE[name_or_file]
+    path = Path(name_or_file)
+    if not path.is_file():
+        raise NeucodexError(
+            f"unknown hardware profile {name_or_file!r}: use {', '.join(HARDWARE)} or a YAML file "
+            "with name, mac_pj, ac_pj"
+        )
+    try:
+        d = yaml.safe_load(path.read_text())
+        return HardwareProfile(
+            str(d.get("name", path.stem)), float(d["mac_pj"]), float(d["ac_pj"]), str(d.get("source", path))
+        )
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NeucodexError(f"{path} is not a hardware profile (need mac_pj and ac_pj numbers): {e}") from None
+
+
+def radio_profile(name: str) -> RadioProfile:
+    if name not in RADIOS:
+        raise NeucodexError(f"unknown radio {name!r}; choose from {', '.join(RADIOS)}")
+    return RADIOS[name]
+
+
+@dataclass
+class LayerOps:
+    """One layer's counts per sample: ``dense`` operations per timestep; ``rates`` of its input per
+    timestep when that input is binary spikes (``None``: real-valued input, costs MACs)."""
+
+    stage: str
+    name: str
+    dense: int
+    rates: list[float] | None
+    paper: bool  # inside the paper's scope
+
+    def ops(self, steps: int) -> tuple[float, float]:
+        """(MACs, ACs) over the first ``steps`` timesteps."""
+        if self.rates is None:
+            return float(self.dense * steps), 0.0
+        return 0.0, float(self.dense * sum(self.rates[:steps]))
+
+
+def _dense(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, per: int) -> int:
+    """Dense multiply–accumulates per sample and timestep; ``per`` = samples x timesteps."""
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features * (out.numel() // per // module.out_features)
+    k = module.weight.shape[2] * module.weight.shape[3]
+    if isinstance(module, nn.ConvTranspose2d):  # every input element scatters to k x C_out / groups outputs
+        return inp.numel() // per * k * module.out_channels // module.groups
+    return out.numel() // per * k * module.in_channels // module.groups
+
+
+def _binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())
+
+
+@torch.no_grad()
+def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
+    """Per-layer counts of ``model`` on input ``x`` (``[B, C, H, W]`` or ``[T, B, C, H, W]``), in order.
+
+    The model runs multi-step in its current train/eval mode; counts are means per sample.
+    """
+    T = model.T if model.spiking else 1
+    B = x.shape[1] if x.dim() == 5 else x.shape[0]
+    records: list[LayerOps] = []
+    first = True
+    hooks = []
+
+    def hook_for(stage: str, name: str):
+        def hook(module, args, out):
+            nonlocal first
+            inp = args[0]
+            steps = T if model.spiking else 1
+            dense = _dense(module, inp, out, B * steps)
+            spikes = model.spiking and _binary(inp)
+            rates = inp.reshape(steps, -1).ne(0).float().mean(1).tolist() if spikes else None
+            paper = stage in model.split_points and ".shortcut" not in f".{name}" and not first
+            first = False
+            records.append(LayerOps(stage, name, dense, rates, paper))
+
+        return hook
+
+    for stage, sub in model.stages.named_children():
+        for name, m in sub.named_modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+                hooks.append(m.register_forward_hook(hook_for(stage, name)))
+    mode = model.step_mode
+    try:
+        model.set_step_mode("m" if model.spiking else "s")
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.reset_state()
+        model.set_step_mode(mode)
+    return records
+
+
+@dataclass
+class EdgeEnergy:
+    """Edge compute up to a point: operation counts and energy (mJ) under a profile."""
+
+    point: str
+    macs: float
+    acs: float
+    energy_mj: float
+    steps: int
+    layers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _edge_layers(ops: list[LayerOps], model: Backbone, upto: str, scope: str) -> list[LayerOps]:
+    if scope not in SCOPES:
+        raise NeucodexError(f"unknown scope {scope!r}; choose from {', '.join(SCOPES)}")
+    names = model.names()
+    if upto not in names:
+        raise NeucodexError(f"{upto!r} is not a stage of {model.arch}; split points: {', '.join(model.split_points)}")
+    keep = set(names[: names.index(upto) + 1])
+    return [o for o in ops if o.stage in keep and (scope == "full" or o.paper)]
+
+
+def energy(ops: list[LayerOps], profile: HardwareProfile, steps: int = 1) -> tuple[float, float, float]:
+    """(MACs, ACs, mJ) of ``ops`` over ``steps`` timesteps."""
+    macs = sum(o.ops(steps)[0] for o in ops)
+    acs = sum(o.ops(steps)[1] for o in ops)
+    return macs, acs, (macs * profile.mac_pj + acs * profile.ac_pj) * 1e-9
+
+
+def edge_energy(
+    model: Backbone,
+    ops: list[LayerOps],
+    upto: str,
+    profile: HardwareProfile,
+    scope: str = "full",
+    steps: int | None = None,
+) -> EdgeEnergy:
+    """Energy of running ``model`` up to stage ``upto`` (a split point, or ``encoder``) for ``steps``."""
+    steps = steps if steps is not None else (model.T if model.spiking else 1)
+    layers = _edge_layers(ops, model, upto, scope)
+    macs, acs, mj = energy(layers, profile, steps)
+    return EdgeEnergy(upto, macs, acs, mj, steps, [f"{o.stage}.{o.name}" for o in layers])
+
+
+def per_split_point(model: Backbone, x: torch.Tensor, profile: HardwareProfile, scope: str = "full") -> list[dict]:
+    """Edge energy (head only, no bottleneck) at every split point of a backbone."""
+    ops = count_ops(model, x)
+    out = []
+    for p in model.split_points:
+        e = edge_energy(model, ops, p, profile, scope)
+        rb = p.upper() if p.startswith("rb") else None
+        out.append({"point": p, "rb": rb, "macs": e.macs, "acs": e.acs, "energy_mj": e.energy_mj})
+    return out
+
+
+def radio_mj(bits: float, radio: RadioProfile) -> float:
+    return bits * radio.nj_per_bit * 1e-6
+
+
+@dataclass
+class SplitPointEnergy:
+    """What ``neucodex energy`` prints: per split point MACs, ACs and mJ of one model."""
+
+    arch: str
+    kind: str  # SNN or DNN
+    steps: int
+    rows: list[dict]
+    note: str = ""
+
+
+def split_point_energy(
+    checkpoint: str | None,
+    model_name: str = "resnet18",
+    *,
+    dnn: bool = False,
+    dataset: str | None = None,
+    samples: int = 16,
+    profile: HardwareProfile | None = None,
+    scope: str = "full",
+    T: int = 4,
+    input_size: int = 32,
+    num_classes: int = 10,
+    in_channels: int = 3,
+) -> SplitPointEnergy:
+    """Edge energy up to every split point of a trained checkpoint (its firing rates on its test
+    samples; a co-inference checkpoint's backbone) or of an untrained model on random input."""
+    from dataclasses import replace
+
+    from .checkpoint import load_checkpoint, read_info
+    from .config import load_config
+    from .evaluate import load_split, to_model_input
+    from .models import create_model
+
+    profile = profile or HARDWARE["45nm"]
+    cfg, note = None, ""
+    if checkpoint is not None:
+        info = read_info(checkpoint)
+        ck = load_checkpoint(info.backbone_path if info.is_coinference else checkpoint)
+        model, cfg = ck.model, ck.info.experiment()
+        if dnn and model.spiking:
+            raise NeucodexError("--dnn with an SNN checkpoint: the counts would be the twin's; drop --checkpoint")
+    else:
+        model = create_model(
+            model_name, spiking=not dnn, T=T, input_size=input_size, num_classes=num_classes, in_channels=in_channels
+        )
+    if dataset:
+        base = cfg or load_config("tiny")
+        cfg = replace(base, data=replace(base.data, name=dataset, size=model.input_size, limit=None))
+    if cfg is not None:
+        ds = load_split(cfg, "test", model.T)
+        x = to_model_input(torch.stack([ds[i][0] for i in range(min(samples, len(ds)))]), torch.device("cpu"))
+    else:
+        x = torch.rand(samples, model.in_channels, model.input_size, model.input_size)
+    if model.spiking and checkpoint is None:
+        model.train()  # batch statistics: an untrained SNN's eval-mode BN leaves every neuron silent
+        note = "firing rates of an untrained SNN (batch statistics); pass --checkpoint for a trained model's"
+    rows = per_split_point(model, x, profile, scope)
+    return SplitPointEnergy(model.arch, "SNN" if model.spiking else "DNN", model.T if model.spiking else 1, rows, note)
+
+
+def coinference_energy(
+    model: Backbone,
+    backbone: Backbone,
+    dnn: Backbone,
+    x: torch.Tensor,
+    steps: torch.Tensor,
+    bits_exit,
+    bits_all,
+    radio: RadioProfile,
+) -> tuple[dict, dict]:
+    """Edge energy per sample of co-inference (compute up to the encoder for the timesteps each
+    sample ran, plus the radio for its on-wire bytes) against edge-only SNN and DNN and
+    cloud-only, at 45 nm and on ROLLS; and each sample's co-inference edge energy.
+
+    ``bits_exit`` / ``bits_all``: :class:`~neucodex.accounting.BitReport` with and without early exit.
+    """
+    T = model.T
+    ops_co, ops_bb, ops_dnn = count_ops(model, x), count_ops(backbone, x), count_ops(dnn, x)
+    dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
+    energies, per_sample = {}, {}
+    for hw in ("45nm", "rolls"):
+        prof = HARDWARE[hw]
+        per_step = [edge_energy(model, ops_co, "encoder", prof, "full", s).energy_mj for s in range(1, T + 1)]
+        compute = sum(per_step[int(s) - 1] for s in steps) / len(steps)
+        radio_co = radio_mj(bits_exit.wire_bytes * 8, radio)
+        co = compute + radio_co
+        snn_only = energy(ops_bb, prof, T)[2]
+        per_sample[hw] = [
+            per_step[int(s) - 1] + radio_mj(8 * b, radio)
+            for s, b in zip(steps, bits_exit.per_sample_wire_bytes, strict=True)
+        ]
+        energies[hw] = {
+            "co_inference_compute_mj": compute,
+            "co_inference_radio_mj": radio_co,
+            "co_inference_mj": co,
+            "co_inference_all_T_mj": per_step[-1] + radio_mj(bits_all.wire_bytes * 8, radio),
+            "edge_only_snn_mj": snn_only,
+            "edge_only_dnn_mj": dnn_only,
+            "cloud_only_mj": radio_mj(bits_exit.input_bits, radio),
+            "reduction_vs_edge_only_snn": 1 - co / snn_only,
+            "reduction_vs_edge_only_dnn": 1 - co / dnn_only,
+            # SpikeBottleNet's convention: edge compute only, no radio
+            "compute_reduction_vs_edge_only_snn": 1 - compute / snn_only,
+            # below this radio cost per bit, co-inference (compute + radio) beats edge-only SNN
+            "break_even_nj_per_bit": (snn_only - compute) * 1e6 / max(bits_exit.wire_bytes * 8, 1e-12),
+        }
+    return energies, per_sample

@@ -1,0 +1,20 @@
+"""The one exception family the CLI turns into a one-line message."""
+
+
+class NeucodexError(Exception):
+    """A user-facing error: the message names what is wrong and what to do."""
+
+
+class UnknownNameError(NeucodexError, KeyError):
+    """A name (model, split point, dataset, format) that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidArgumentError(NeucodexError, ValueError):
+    """A value a builder or parser cannot use (a bad option, shape, size or count)."""
+
+
+class Interrupted(NeucodexError):
+    """Ctrl-C during long work: what was saved, and how to go on (exit status 130)."""

@@ -1,0 +1,207 @@
+"""Evaluation: devices, dataset splits, loaders, model input, per-timestep prediction, accuracy.
+
+One owner for what training, calibration, the report, the demo, ``neucodex evaluate`` and the
+benchmarks all need to run a checkpoint over data. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Subset as TorchSubset
+
+from .config import ExperimentConfig
+from .data import build_dataset
+from .errors import NeucodexError
+from .exit import ExitPolicy, evaluate_policy, running_mean
+from .models import Backbone
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise NeucodexError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NeucodexError(f"device {name!r} asked for, but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def load_split(cfg: ExperimentConfig, split: str, T: int | None = None) -> Dataset:
+    """One split of the config's dataset; ``data.limit`` keeps a seeded random subset."""
+    d = cfg.data
+    ds = build_dataset(
+        d.name,
+        split,
+        root=d.root,
+        T=T or cfg.model.T,
+        size=d.size,
+        train_augment=d.train_augment,
+        download=d.download,
+        seed=cfg.seed,
+        cache_dir=d.cache_dir,
+    )
+    if d.limit is not None and d.limit < len(ds):
+        keep = np.random.default_rng(cfg.seed).permutation(len(ds))[: d.limit]
+        ds = TorchSubset(ds, sorted(keep.tolist()))
+    return ds
+
+
+def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, workers: int, world: int = 1) -> DataLoader:
+    sampler = DistributedSampler(ds, shuffle=shuffle, seed=seed) if world > 1 else None
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=g,
+        drop_last=False,
+    )
+
+
+def to_model_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Batches of event frames ``[B, T, 2, H, W]`` become ``[T, B, 2, H, W]``."""
+    x = x.to(device, non_blocking=True)
+    return x.transpose(0, 1).contiguous() if x.dim() == 5 else x
+
+
+def final_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The prediction's logits: the mean over T (an SNN's ``[T, B, K]``) or as they are (a DNN's)."""
+    return logits.mean(0) if logits.dim() == 3 else logits
+
+
+@torch.no_grad()
+def predict(model: Backbone, data: DataLoader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-timestep logits ``[T, N, K]`` (``[1, N, K]`` for a DNN) and labels, in eval mode."""
+    model.eval().set_step_mode("m" if model.spiking else "s")
+    outs, labels = [], []
+    for x, y in data:
+        out = model(to_model_input(x, device)).float().cpu()
+        model.reset_state()
+        outs.append(out if out.dim() == 3 else out.unsqueeze(0))
+        labels.append(y)
+    return torch.cat(outs, 1), torch.cat(labels)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy (%) of the mean output over all timesteps."""
+    return 100.0 * (logits.mean(0).argmax(-1) == labels).float().mean().item()
+
+
+def accuracy_at_t(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Top-1 accuracy (%) of the running mean after t = 1 … T timesteps."""
+    return [100.0 * (c.argmax(-1) == labels).float().mean().item() for c in running_mean(logits)]
+
+
+def evaluate(model: Backbone, data: DataLoader, device: torch.device) -> dict:
+    logits, labels = predict(model, data, device)
+    return {
+        "accuracy": accuracy(logits, labels),
+        "accuracy_at_t": accuracy_at_t(logits, labels),
+        "samples": int(labels.numel()),
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    root: str | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    policy: ExitPolicy | None = None,
+    device: str = "auto",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict:
+    """A backbone or co-inference checkpoint on a split of any dataset and root.
+
+    Co-inference: accuracy with the exit policy (the checkpoint's calibrated one unless
+    ``policy``), with all T, and of its backbone on the same samples; bits from real packets
+    for the timesteps each sample sends; the three compression ratios.
+    """
+    from .accounting import combine, measure_bits
+    from .checkpoint import load_checkpoint, read_info
+
+    info = read_info(checkpoint)
+    cfg = info.experiment()
+    data = cfg.data
+    if dataset or root:
+        data = replace(data, name=dataset or data.name, root=root if root is not None else data.root)
+    cfg = replace(cfg, data=replace(data, limit=None, train_augment=False))
+    ck = load_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    ds = load_split(cfg, split, ck.model.T)
+    if limit is not None and limit < len(ds):
+        ds = TorchSubset(ds, range(limit))
+    if len(ds) == 0:
+        raise NeucodexError(f"split {split!r} of {cfg.data.name} has no samples")
+    batches = loader(ds, batch_size, False, cfg.seed, 0)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
+    model = ck.model.to(dev)
+    policy = policy or info.policy
+    outs, labels, reports = [], [], []
+    for x, y in batches:
+        logits, _ = predict(model, [(x, y)], dev)
+        outs.append(logits)
+        labels.append(y)
+        if info.is_coinference:
+            steps, _ = policy.decide(logits)
+            x = to_model_input(x, torch.device("cpu")).to(dev)
+            reports.append(measure_bits(model, x, steps=steps, channel_probs=info.probs))
+    logits, labels = torch.cat(outs, 1), torch.cat(labels)
+    ev = evaluate_policy(logits, labels, policy)
+    k = logits.shape[-1]
+    preds = torch.tensor(ev["predictions"])
+    per_class = {int(c): 100.0 * (preds[labels == c] == c).float().mean().item() for c in labels.unique()}
+    result = {
+        "checkpoint": str(checkpoint),
+        "model_id": ck.model_id,
+        "kind": "coinference" if info.is_coinference else "backbone",
+        "dataset": cfg.data.name,
+        "split": split,
+        "samples": int(labels.numel()),
+        "T": int(logits.shape[0]),
+        "classes": k,
+        "policy": policy.to_dict(),
+        "accuracy": ev["accuracy"],
+        "accuracy_all_t": ev["accuracy_all_T"],
+        "accuracy_at_t": accuracy_at_t(logits, labels),
+        "mean_steps": ev["mean_steps"],
+        "exit_histogram": ev["histogram"],
+        "backbone_accuracy": ev["accuracy_all_T"],
+        "payload_bits": None,
+        "wire_bytes": None,
+        "ratios": {"vs_spikes": None, "vs_float32": None, "vs_input": None},
+        "per_class": per_class,
+    }
+    if info.is_coinference:
+        bits = combine(reports)
+        result.update(
+            payload_bits=bits.payload_bits,
+            wire_bytes=bits.wire_bytes,
+            formats=bits.formats,
+            ratios={"vs_spikes": bits.vs_spikes, "vs_float32": bits.vs_float32, "vs_input": bits.vs_input},
+        )
+        result["backbone_accuracy"] = None
+        if info.backbone_path is not None:
+            try:
+                bb = load_checkpoint(info.backbone_path).model.to(dev)
+            except NeucodexError:
+                bb = None  # moved or deleted: the figure stays null rather than guessed
+            if bb is not None:
+                bb_logits, _ = predict(bb, loader(ds, batch_size, False, cfg.seed, 0), dev)
+                result["backbone_accuracy"] = accuracy(bb_logits, labels)
+    return result

@@ -1,0 +1,155 @@
+"""End-to-end latency per sample of edge-only, cloud-only and co-inference, from measured compute.
+
+Compute times are measured on this machine (:func:`measure_timings`); the edge's are multiplied
+by ``device_factor`` (an edge CPU is slower than this one — say which factor you use). A link is
+a bandwidth and a round-trip time. Co-inference follows what the runtime does: per timestep the
+edge computes, sends one packet, and waits for the answer before sending the next; pipelined, it
+computes timestep t+1 while t is in flight::
+
+    per-step wait   w = bits_t / bandwidth + rtt + cloud_step + frame_overhead
+    not pipelined   L = Σ_t (edge_step + w)
+    pipelined       L = edge_step + Σ_t w + (steps − 1) · max(0, edge_step − w)
+    edge-only       L = edge_full
+    cloud-only      L = input_bits / bandwidth + rtt + cloud_full + frame_overhead
+
+``frame_overhead`` is measured from a live run of the runtime (round trip minus cloud compute
+per frame on loopback); without one, :data:`FRAME_OVERHEAD_MS` (bench/RESULTS.md) is used.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .bottleneck import CoInferenceModel
+from .errors import InvalidArgumentError
+from .models import Backbone
+
+FRAME_OVERHEAD_MS = 1.69
+"""Per-frame runtime overhead on loopback measured by bench/runtime_throughput.py (bench/RESULTS.md)."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per sample (``*_full``) or per timestep (``*_step``) measured here."""
+
+    edge_step: float  # head + encoder, one timestep
+    cloud_step: float  # decoder + tail, one timestep
+    edge_full: float  # the whole SNN, all T (edge-only)
+    cloud_full: float  # the whole SNN, all T (cloud-only; the same network on the server)
+    dnn_full: float | None = None  # the DNN twin, one pass
+    frame_overhead_ms: float = 0.0  # the runtime's own cost per frame (threads, gRPC), beyond compute and link
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Link:
+    bandwidth_bps: float
+    rtt_ms: float
+
+    def tx_ms(self, bits: float) -> float:
+        return bits / self.bandwidth_bps * 1000.0
+
+
+def co_inference_ms(
+    t: Timings, link: Link, steps: float, bits_per_step: float, device_factor: float = 1.0, pipeline: bool = True
+) -> float:
+    edge = t.edge_step * device_factor
+    wait = link.tx_ms(bits_per_step) + link.rtt_ms + t.cloud_step + t.frame_overhead_ms
+    if not pipeline:
+        return steps * (edge + wait)
+    return edge + steps * wait + (steps - 1) * max(0.0, edge - wait)
+
+
+def edge_only_ms(t: Timings, device_factor: float = 1.0, dnn: bool = False) -> float:
+    full = t.dnn_full if dnn else t.edge_full
+    if full is None:
+        raise InvalidArgumentError("no DNN timing measured")
+    return full * device_factor
+
+
+def cloud_only_ms(t: Timings, link: Link, input_bits: float) -> float:
+    return link.tx_ms(input_bits) + link.rtt_ms + t.cloud_full + t.frame_overhead_ms
+
+
+def latency_table(
+    t: Timings,
+    bandwidths_bps: list[float],
+    rtt_ms: float,
+    *,
+    input_bits: float,
+    T: int,
+    exit_steps: float,
+    bits_per_step: float,
+    device_factor: float,
+) -> list[dict]:
+    """One row per bandwidth: every deployment's latency (ms) and co-inference's ratios."""
+    rows = []
+    for bw in bandwidths_bps:
+        link = Link(bw, rtt_ms)
+        row = {
+            "bandwidth_mbps": bw / 1e6,
+            "rtt_ms": rtt_ms,
+            "edge_only_snn": edge_only_ms(t, device_factor),
+            "edge_only_dnn": edge_only_ms(t, device_factor, dnn=True) if t.dnn_full is not None else None,
+            "cloud_only": cloud_only_ms(t, link, input_bits),
+            "co_inference": co_inference_ms(t, link, T, bits_per_step, device_factor, pipeline=False),
+            "co_inference_pipelined": co_inference_ms(t, link, T, bits_per_step, device_factor),
+            "co_inference_exit": co_inference_ms(t, link, exit_steps, bits_per_step, device_factor, pipeline=False),
+            "co_inference_exit_pipelined": co_inference_ms(t, link, exit_steps, bits_per_step, device_factor),
+        }
+        best = row["co_inference_exit_pipelined"]
+        row["speedup_vs_edge_only"] = row["edge_only_snn"] / best
+        row["speedup_vs_cloud_only"] = row["cloud_only"] / best
+        rows.append(row)
+    return rows
+
+
+def _time_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) * 1000.0 / repeats
+
+
+@torch.no_grad()
+def measure_timings(
+    model: CoInferenceModel, backbone: Backbone, x: torch.Tensor, dnn: Backbone | None = None, repeats: int = 5
+) -> Timings:
+    """Single-sample times of each part on this machine; ``x`` one sample ``[C, H, W]`` or ``[T, C, H, W]``."""
+    model.eval()
+    T = model.T
+    steps = [(x[t] if x.dim() == 4 else x).unsqueeze(0) for t in range(T)]
+    edge, cloud = model.edge.set_step_mode("s"), model.cloud.set_step_mode("s")
+    codes = [edge(s) for s in steps]
+    model.reset_state()
+
+    def run_edge():
+        for s in steps:
+            edge(s)
+        model.reset_state()
+
+    def run_cloud():
+        for c in codes:
+            cloud(c)
+        model.reset_state()
+
+    backbone.eval().set_step_mode("s")
+
+    def run_full():
+        for s in steps:
+            backbone(s)
+        backbone.reset_state()
+
+    dnn_ms = None
+    if dnn is not None:
+        dnn.eval().set_step_mode("s")
+        flat = x.mean(0) if x.dim() == 4 else x
+        dnn_ms = _time_ms(lambda: dnn(flat.unsqueeze(0)), repeats)
+    full = _time_ms(run_full, repeats)
+    return Timings(_time_ms(run_edge, repeats) / T, _time_ms(run_cloud, repeats) / T, full, full, dnn_ms)

@@ -1,0 +1,106 @@
+"""``neucodex-edge``: the torch-free edge — an exported edge half streaming samples to ``neucodex serve``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+from ..commands.common import read_bytes, token, token_arguments
+from ..commands.edge import check_target
+from ..errors import NeucodexError
+
+MEASURES = ("max_softmax", "entropy", "margin")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="neucodex-edge",
+        description="Stream samples through an exported edge half (ONNX Runtime, no PyTorch) to neucodex serve.",
+    )
+    p.add_argument("--model", required=True, help="directory written by: neucodex export --format onnx")
+    p.add_argument("--server", required=True, help="HOST:PORT of neucodex serve (holding the same checkpoint)")
+    p.add_argument(
+        "--input",
+        default="cifar10-demo",
+        help="samples: a folder of images (class subfolders give labels), an image, an .npz "
+        "(images/x, labels/y), or cifar10-demo (the embedded images; default)",
+    )
+    p.add_argument("--limit", type=int, help="only the first this many samples")
+    token_arguments(p, "sent with every call")
+    p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
+    p.add_argument("--codec", default="auto", choices=("auto", "bitmap", "sparse", "entropy"))
+    p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--threshold", type=float, help="early-exit threshold (default: the server's)")
+    p.add_argument("--measure", default="max_softmax", choices=MEASURES)
+    p.add_argument("--min-steps", type=int, default=1)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 every sample answered, 1 some samples failed, 2 a usage or setup error."""
+    from ..runtime.metrics import stream_dataset, summarize, summary_table
+    from .client import OnnxEdgeClient
+    from .inputs import read_samples
+
+    if args.limit is not None and args.limit < 1:
+        raise NeucodexError(f"--limit must be at least 1, got {args.limit}")
+    if args.threads < 1:
+        raise NeucodexError(f"--threads must be at least 1, got {args.threads}")
+    policy = None
+    if args.threshold is not None:
+        policy = SimpleNamespace(
+            measure=args.measure, threshold=args.threshold, min_steps=args.min_steps, max_steps=None
+        )
+    with OnnxEdgeClient(
+        args.model,
+        check_target(args.server),
+        threads=args.threads,
+        token=token(args),
+        tls_ca=read_bytes(args.tls_ca, "TLS CA certificate"),
+        codec_format=args.codec,
+        policy=policy,
+        pipeline=not args.no_pipeline,
+        timeout=args.timeout,
+        retry_deadline=args.retry_deadline,
+    ) as client:
+        xs, ys = read_samples(args.input, client.edge.bundle.input_shape)
+        samples = list(zip(xs, ys, strict=True))[: args.limit]
+        results = stream_dataset(client, samples, progress=not args.quiet)
+    summary = summarize(results)
+    if args.json:
+        print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
+    else:
+        print(summary_table(summary))
+    failed = summary["status"]["failed"]
+    if failed:
+        errors = sorted({r.error for r in results if r.error})
+        print(
+            f"neucodex-edge: error: {failed} of {len(results)} samples failed ({errors[0] if errors else 'no answer'})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except NeucodexError as e:
+        print(f"neucodex-edge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("neucodex-edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

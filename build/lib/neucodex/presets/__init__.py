@@ -1,0 +1,1 @@
+"""Experiment presets shipped with the package (``neucodex train --config NAME``)."""

@@ -1,0 +1,97 @@
+"""Adding a trained checkpoint to the zoo: fp16 weights, a portable model.json, a pinned hash."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import read_info
+from .pretrained import HERE, PREFIX, ZooEntry, ZooError, entries, entry, sha256_file, write_index
+
+
+def add_to_zoo(
+    directory: str | Path, name: str, source: str = "", backbone: str | None = None, demo_dataset: str | None = None
+) -> ZooEntry:
+    """Copy a checkpoint into the package as ``zoo:<name>``.
+
+    Floating tensors become fp16 (half the bytes). The accuracy listed is the checkpoint's own
+    test figure; re-measure the shipped weights with ``neucodex evaluate --checkpoint zoo:<name>``.
+    The data root is dropped from the config (users pass ``--root``); a co-inference
+    checkpoint's backbone must already be in the zoo, named by ``backbone``.
+    """
+    info = read_info(directory)
+    if info.is_coinference:
+        if backbone is None:
+            raise ZooError("a co-inference checkpoint needs its backbone's zoo entry (--backbone NAME)")
+        if entry(backbone).kind != "backbone":
+            raise ZooError(f"zoo:{backbone} is not a backbone")
+    out = HERE / name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tensors = {
+        k: (v.half() if v.is_floating_point() else v)
+        for k, v in load_file(str(Path(directory) / "model.safetensors")).items()
+    }
+    save_file(tensors, str(out / "model.safetensors"))
+    raw = info.to_dict()
+    raw["sha256"] = sha256_file(out / "model.safetensors")
+    raw["config"] = {**raw["config"], "data": {**raw["config"].get("data", {}), "root": None}}
+    raw["dataset"] = {**raw["dataset"], "root": None}
+    if info.is_coinference:
+        raw["backbone"] = {"sha256": entry(backbone).sha256, "path": PREFIX + backbone}
+    raw.get("metrics", {}).pop("history", None)
+    (out / "model.json").write_text(json.dumps(raw, indent=1, default=str))
+    spec = info.model
+    acc = info.metrics.get("test_accuracy")
+    e = ZooEntry(
+        name,
+        "coinference" if spec.coinference else "backbone",
+        info.dataset.get("name", ""),
+        spec.name,
+        spec.T,
+        spec.point,
+        spec.bottleneck,
+        acc,
+        raw["sha256"],
+        sha256_file(out / "model.json"),
+        source,
+    )
+    write_index([x for x in entries() if x.name != name] + [e])
+    if demo_dataset:  # the shipped (fp16) weights on the embedded images: what a test re-measures
+        from dataclasses import replace
+
+        from .evaluate import evaluate_checkpoint
+
+        r = evaluate_checkpoint(PREFIX + name, dataset=demo_dataset, device="cpu")
+        keys = ("dataset", "samples", "accuracy", "accuracy_all_t", "accuracy_at_t", "mean_steps", "payload_bits")
+        e = replace(e, demo={k: r[k] for k in keys})
+        write_index([x for x in entries() if x.name != name] + [e])
+    return e
+
+
+def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> Path:
+    """The embedded demo set: the first ``per_class`` images of each class in the *test* split of
+    ``imagefolder`` at ``root`` (the CIFAR-10 training JPEGs), which no training step sees."""
+    import numpy as np
+
+    from .data import build_dataset
+    from .data.static import DEMO_IMAGES
+
+    test = build_dataset("imagefolder", "test", root=root, size=32, train_augment=False, seed=seed)
+    labels = np.asarray(test.targets)
+    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))])
+    base = test.base
+    images = np.stack([base.images[test.indices[i]] for i in keep])
+    path = HERE / DEMO_IMAGES
+    np.savez_compressed(
+        path,
+        images=images,
+        labels=labels[keep],
+        classes=np.asarray(test.classes),
+        source_indices=np.asarray([test.indices[i] for i in keep]),
+    )
+    return path

@@ -1,0 +1,216 @@
+"""The figures of a run's report: accuracy, bits, energy, latency — what ``report.json`` holds.
+
+A run directory holds a backbone checkpoint (``backbone/``), one or more co-inference checkpoints
+(``coinference-*/``), optionally a sweep (``sweep/results.json``) and a live runtime run
+(``runtime.json``, written by ``neucodex demo``). The report evaluates the co-inference checkpoint
+(the calibrated one, if any) on test samples, counts bits from real packets, energy from
+operation counts with measured firing rates, and latency from measured compute times.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+from ..accounting import combine, measure_bits
+from ..checkpoint import CheckpointError, load_checkpoint, read_info
+from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
+from ..evaluate import load_split, predict, resolve_device, to_model_input
+from ..exit import evaluate_policy
+from ..latency import FRAME_OVERHEAD_MS, latency_table, measure_timings
+from ..models import create_model
+
+BANDWIDTHS = [1e6, 10e6, 100e6]
+
+
+def find_checkpoints(run_dir: Path) -> tuple[Path, list[Path]]:
+    """(backbone, co-inference checkpoints) under ``run_dir``, or as its ``run.json`` lists them."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}")
+    if (run_dir / "run.json").is_file():  # a demo run: its checkpoints live in the cache
+        listed = json.loads((run_dir / "run.json").read_text())
+        return Path(listed["backbone"]), [Path(p) for p in listed["coinference"]]
+    found = sorted(p.parent for p in run_dir.glob("*/model.json"))
+    coinf = [p for p in found if read_info(p).is_coinference]
+    backbones = [p for p in found if p not in coinf]
+    if not coinf:
+        raise CheckpointError(f"no co-inference checkpoint in {run_dir}: run neucodex finetune (or neucodex demo)")
+    if not backbones:
+        backbones = [read_info(coinf[0]).backbone_path]
+    return backbones[0], coinf
+
+
+def _main_checkpoint(coinf: list[Path]) -> Path:
+    calibrated = [p for p in coinf if read_info(p).exit_policy is not None]
+    return (calibrated or coinf)[0]
+
+
+BATCH = 100  # samples run together
+OPS_SAMPLES = 128  # samples whose firing rates the energy figures use
+
+
+def _stack(ds) -> torch.Tensor:
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    return to_model_input(x, torch.device("cpu"))
+
+
+def table1_rows(run_dir: Path, coinf: list[Path]) -> list[dict]:
+    """Split point, configuration, T, bits and ratios (all T sent), accuracy and drop per checkpoint/sweep row."""
+    rows = []
+    for p in coinf:
+        m = read_info(p).metrics
+        b = m["bits"]
+        rows.append(
+            {
+                "source": p.name,
+                "point": m["point"],
+                "bottleneck": m["bottleneck"],
+                "T": m["T"],
+                "payload_bits": b["payload_bits"],
+                "wire_bytes": b["wire_bytes"],
+                "vs_spikes": b["vs_spikes"],
+                "vs_float32": b["vs_float32"],
+                "vs_input": b["vs_input"],
+                "accuracy": m["test_accuracy"],
+                "backbone_accuracy": m["backbone_test_accuracy"],
+                "drop": m["backbone_test_accuracy"] - m["test_accuracy"],
+            }
+        )
+    sweep = run_dir / "sweep" / "results.json"
+    if sweep.is_file():
+        for r in json.loads(sweep.read_text())["rows"]:
+            if "error" in r:  # a configuration that could not be built (e.g. stride larger than the map)
+                continue
+            rows.append(
+                {
+                    "source": "sweep",
+                    **{
+                        k: r.get(k)
+                        for k in (
+                            "point",
+                            "bottleneck",
+                            "T",
+                            "payload_bits",
+                            "wire_bytes",
+                            "vs_spikes",
+                            "vs_float32",
+                            "vs_input",
+                            "accuracy",
+                            "drop",
+                        )
+                    },
+                }
+            )
+    return rows
+
+
+def analyse(
+    run_dir: str | Path,
+    *,
+    samples: int | None = None,
+    rtt_ms: float = 20.0,
+    device_factor: float = 10.0,
+    radio: str = "wifi",
+    scope: str = "paper",
+    dataset: str | None = None,
+    root: str | None = None,
+) -> dict:
+    """Every figure of the report, as a dict (what ``report.json`` holds).
+
+    Test samples come from the checkpoint's own dataset, or ``dataset`` / ``root``. Firing rates for
+    the energy figures are measured on the first :data:`OPS_SAMPLES` of them."""
+    run_dir = Path(run_dir)
+    radio_p = radio_profile(radio)  # an unknown radio fails before any evaluation work
+    backbone_dir, coinf = find_checkpoints(run_dir)
+    main_dir = _main_checkpoint(coinf)
+    ck, bb = load_checkpoint(main_dir), load_checkpoint(backbone_dir)
+    model, backbone = ck.model, bb.model
+    cfg = ck.info.experiment()
+    if dataset or root:
+        cfg = replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root or cfg.data.root))
+    T = model.T
+    test = load_split(cfg, "test", T)
+    ds = Subset(test, range(min(len(test), samples or len(test))))
+    dev = resolve_device("cpu")
+    batches = torch.utils.data.DataLoader(ds, batch_size=BATCH)
+    logits, labels = predict(model, batches, dev)
+    bb_logits, _ = predict(backbone, batches, dev)
+    policy = ck.info.policy
+    ev = evaluate_policy(logits, labels, policy)
+    steps = torch.tensor(ev["steps"])
+    parts = [(to_model_input(xb, dev), steps[i * BATCH : (i + 1) * BATCH]) for i, (xb, _) in enumerate(batches)]
+    bits_exit = combine([measure_bits(model, xb, steps=s, channel_probs=ck.info.probs) for xb, s in parts])
+    bits_all = combine([measure_bits(model, xb, channel_probs=ck.info.probs) for xb, _ in parts])
+    x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))
+
+    dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
+    energies, per_sample_mj = coinference_energy(model, backbone, dnn, x, steps, bits_exit, bits_all, radio_p)
+    split_energy = {
+        "scope": scope,
+        "snn_45nm": per_split_point(backbone, x, HARDWARE["45nm"], scope),
+        "snn_rolls": per_split_point(backbone, x, HARDWARE["rolls"], scope),
+        "dnn_45nm": per_split_point(dnn, x, HARDWARE["45nm"], scope),
+    }
+
+    runtime = json.loads((run_dir / "runtime.json").read_text()) if (run_dir / "runtime.json").is_file() else None
+    overhead = FRAME_OVERHEAD_MS
+    if runtime and runtime["summary"]["status"]["ok"]:  # measured in this run: round trip minus cloud compute
+        live = runtime["summary"]
+        overhead = max(0.0, live["rtt_ms"] - live["cloud_ms"] / max(live["mean_steps"], 1.0))
+    timings = replace(measure_timings(model, backbone, ds[0][0], dnn), frame_overhead_ms=overhead)
+    latency = latency_table(
+        timings,
+        BANDWIDTHS,
+        rtt_ms,
+        input_bits=bits_exit.input_bits,
+        T=T,
+        exit_steps=bits_exit.timesteps,
+        bits_per_step=bits_exit.wire_bytes * 8 / bits_exit.timesteps,
+        device_factor=device_factor,
+    )
+
+    bb_acc = 100.0 * (bb_logits.mean(0).argmax(-1) == labels).float().mean().item()
+    return {
+        "run_dir": str(run_dir),
+        "checkpoint": str(main_dir),
+        "backbone": str(backbone_dir),
+        "model": ck.info.model.to_dict(),
+        "dataset": cfg.data.name,
+        "samples": len(ds),
+        "T": T,
+        "policy": policy.to_dict(),
+        "accuracy": {
+            "backbone": bb_acc,
+            "co_inference_all_T": ev["accuracy_all_T"],
+            "co_inference_exit": ev["accuracy"],
+            "drop_vs_backbone": bb_acc - ev["accuracy"],
+        },
+        "mean_steps": ev["mean_steps"],
+        "exit_histogram": ev["histogram"],
+        "bits": {"exit": bits_exit.to_dict(), "all_T": bits_all.to_dict()},
+        "energy": energies,
+        "radio": {"name": radio, "nj_per_bit": radio_p.nj_per_bit, "source": radio_p.source},
+        "hardware": {k: {"mac_pj": v.mac_pj, "ac_pj": v.ac_pj, "source": v.source} for k, v in HARDWARE.items()},
+        "split_energy": split_energy,
+        "timings_ms": timings.to_dict(),
+        "device_factor": device_factor,
+        "latency": latency,
+        "table1": table1_rows(run_dir, coinf),
+        "per_sample": [
+            {
+                "label": int(labels[i]),
+                "prediction": ev["predictions"][i],
+                "steps": ev["steps"][i],
+                "payload_bits": bits_exit.per_sample_bits[i],
+                "edge_mj_45nm": per_sample_mj["45nm"][i],
+                "edge_mj_rolls": per_sample_mj["rolls"][i],
+            }
+            for i in range(len(ds))
+        ],
+        "runtime": runtime and runtime.get("summary"),
+    }

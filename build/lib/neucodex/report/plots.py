@@ -1,0 +1,93 @@
+"""The report's plots (PNG, matplotlib's Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plots(r: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..latency import Link, Timings, cloud_only_ms, co_inference_ms, edge_only_ms
+
+    paths = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rows = [t for t in r["table1"] if t["payload_bits"] and t["accuracy"] is not None]
+    ax.scatter([t["payload_bits"] for t in rows], [t["accuracy"] for t in rows], label="co-inference (all T)")
+    for t in rows:
+        ax.annotate(f"{t['point']} {t['bottleneck']}", (t["payload_bits"], t["accuracy"]), fontsize=7)
+    b = r["bits"]["exit"]
+    ax.scatter(
+        [b["payload_bits"]], [r["accuracy"]["co_inference_exit"]], marker="*", s=120, c="C3", label="with early exit"
+    )
+    ax.axhline(r["accuracy"]["backbone"], color="k", ls="--", lw=1, label="backbone")
+    if min([t["payload_bits"] for t in rows] + [b["payload_bits"]]) > 0:
+        ax.set_xscale("log")
+    ax.set_xlabel("payload bits per sample")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("rate–accuracy")
+    ax.legend(fontsize=8)
+    save(fig, "rate_accuracy.png")
+
+    se = r["split_energy"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(se["snn_45nm"])), 4))
+    pts = [x["point"] for x in se["snn_45nm"]]
+    w = 0.27
+    for k, (key, label) in enumerate(
+        (("dnn_45nm", "DNN 45 nm"), ("snn_45nm", "SNN 45 nm"), ("snn_rolls", "SNN ROLLS"))
+    ):
+        ax.bar([i + (k - 1) * w for i in range(len(pts))], [x["energy_mj"] for x in se[key]], w, label=label)
+    ax.set_xticks(range(len(pts)), pts)
+    ax.set_yscale("log")
+    ax.set_ylabel("edge energy, mJ")
+    ax.set_title(f"edge energy up to each split point (scope {se['scope']})")
+    ax.legend(fontsize=8)
+    save(fig, "energy_per_split_point.png")
+
+    t = Timings(**r["timings_ms"])
+    f, T = r["device_factor"], r["T"]
+    rtt = r["latency"][0]["rtt_ms"]
+    bws = [10 ** (k / 4) * 1e5 for k in range(21)]  # 0.1 … 1000 Mbit/s
+    bits_step = b["wire_bytes"] * 8 / b["timesteps"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([x / 1e6 for x in bws], [edge_only_ms(t, f)] * len(bws), label="edge-only SNN")
+    if t.dnn_full is not None:
+        ax.plot([x / 1e6 for x in bws], [edge_only_ms(t, f, dnn=True)] * len(bws), label="edge-only DNN")
+    ax.plot([x / 1e6 for x in bws], [cloud_only_ms(t, Link(x, rtt), b["input_bits"]) for x in bws], label="cloud-only")
+    ax.plot(
+        [x / 1e6 for x in bws],
+        [co_inference_ms(t, Link(x, rtt), T, bits_step, f, False) for x in bws],
+        label="co-inference, all T",
+    )
+    ax.plot(
+        [x / 1e6 for x in bws],
+        [co_inference_ms(t, Link(x, rtt), b["timesteps"], bits_step, f) for x in bws],
+        label="co-inference, exit + pipeline",
+    )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("uplink bandwidth, Mbit/s")
+    ax.set_ylabel("latency per sample, ms")
+    ax.set_title(f"latency (edge x{f:g}, RTT {rtt:g} ms)")
+    ax.legend(fontsize=8)
+    save(fig, "latency_vs_bandwidth.png")
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    hist = r["exit_histogram"]
+    ax.bar(range(1, len(hist) + 1), hist)
+    ax.set_xlabel("exit timestep")
+    ax.set_ylabel("samples")
+    ax.set_title(f"exit steps (mean {r['mean_steps']:.2f} of {T})")
+    ax.set_xticks(range(1, len(hist) + 1))
+    save(fig, "exit_histogram.png")
+    return paths

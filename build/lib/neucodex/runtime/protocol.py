@@ -1,0 +1,57 @@
+"""The wire: message limits, channel options, policy ⇄ protobuf, the runtime's errors, and the
+generated modules of ``neucodex.proto``.
+
+Both sides import this module and nothing of each other; it needs no PyTorch, so the torch-free
+edge (:mod:`neucodex.lite`) speaks the same wire through it. The generated ``neucodex_pb2*.py`` are
+committed so that running needs only ``grpcio`` and ``protobuf``; ``python -m
+neucodex.runtime.protocol`` regenerates them (needs ``grpcio-tools``) and a test checks they
+match the ``.proto``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import NeucodexError
+from . import neucodex_pb2 as pb
+
+HERE = Path(__file__).resolve().parent
+PROTO = HERE / "neucodex.proto"
+GENERATED = ("neucodex_pb2.py", "neucodex_pb2_grpc.py")
+
+MAX_MESSAGE_BYTES = 4 << 20
+"""Largest message either side accepts (a 4 MiB frame is a 32 M-neuron bitmap)."""
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+"""Options of every channel and server: the same message limits on both sides."""
+
+
+class RuntimeFailure(NeucodexError):
+    """The runtime could not do what was asked (bad server setup, unreachable cloud, …)."""
+
+
+def policy_to_pb(p) -> pb.Policy:
+    """An exit policy (any object with ``measure``, ``threshold``, ``min_steps``, ``max_steps``)."""
+    return pb.Policy(measure=p.measure, threshold=p.threshold, min_steps=p.min_steps, max_steps=p.max_steps or 0)
+
+
+def generate(out_root: Path) -> list[Path]:
+    """Run protoc on the ``.proto``; the modules land in ``out_root/neucodex/runtime/``."""
+    from grpc_tools import protoc
+
+    src_root = HERE.parent.parent  # the folder holding the ``neucodex`` package
+    (out_root / "neucodex" / "runtime").mkdir(parents=True, exist_ok=True)
+    rel = PROTO.relative_to(src_root)
+    rc = protoc.main(["protoc", f"-I{src_root}", f"--python_out={out_root}", f"--grpc_python_out={out_root}", str(rel)])
+    if rc != 0:
+        raise RuntimeError(f"protoc failed on {PROTO} (exit {rc})")
+    return [out_root / "neucodex" / "runtime" / name for name in GENERATED]
+
+
+if __name__ == "__main__":
+    for path in generate(HERE.parent.parent):
+        print(f"wrote {path}", file=sys.stderr)

@@ -1,0 +1,302 @@
+"""The cloud: a gRPC server that decodes spike packets and runs decoder + tail per session.
+
+Every call to ``Stream`` is one session: an ``Open`` naming the model (its content hash), then
+frames. A frame that cannot be accepted (malformed packet, wrong shape, out of order, unknown
+model) ends that session with a gRPC status whose details say what was wrong; the server goes on
+serving everyone else. ``stop`` drains: open samples finish, then streams end.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .. import codec
+from ..checkpoint import Checkpoint
+from ..errors import NeucodexError
+from ..exit import ExitPolicy
+from . import neucodex_pb2 as pb
+from . import neucodex_pb2_grpc as pb_grpc
+from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference, policy_from_pb
+from .protocol import CHANNEL_OPTIONS, RuntimeFailure, policy_to_pb
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (no SO_REUSEPORT: a port in use is in use)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(addr)
+            except OSError:
+                return False
+    return True
+
+
+def short(text: str, limit: int = 40) -> str:
+    """A client-supplied string as it may be echoed in a status: bounded, so replies stay small."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+SERVICE_NAME = "neucodex.v1.CoInference"
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+
+
+class _TokenInterceptor(grpc.ServerInterceptor):
+    """Checks ``authorization: Bearer <token>`` on every call."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+        def deny(request_iterator, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (pass --token)")
+
+        self._deny = grpc.stream_stream_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(HEALTH_PREFIX):  # probes carry no token; health tells nothing
+            return continuation(handler_call_details)
+        given = [v for k, v in (handler_call_details.invocation_metadata or ()) if k == "authorization"]
+        # exactly one header, compared in constant time (no timing oracle on the token)
+        if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):
+            return self._deny
+        return continuation(handler_call_details)
+
+
+class CoInferenceServicer(pb_grpc.CoInferenceServicer):
+    def __init__(
+        self,
+        ck: Checkpoint,
+        batcher: Batcher,
+        policy: ExitPolicy | None = None,
+        delay_ms: float = 0.0,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.ck = ck
+        self.model_id = ck.model_id
+        self.batcher = batcher
+        self.cloud = batcher.cloud
+        self.T = ck.info.model.steps
+        self.policy = policy or ck.info.policy
+        self.delay = delay_ms / 1000.0  # link emulation: added before every answer
+        self.draining = threading.Event()
+        self.closed = threading.Event()  # set once the server has stopped: ends the idle watch
+        self.sessions = 0
+        self._lock = threading.Lock()
+        self.idle_timeout = idle_timeout
+        self._last_seen: dict = {}  # context → monotonic time of its last message
+        threading.Thread(target=self._watch_idle, name="neucodex-idle", daemon=True).start()
+
+    def _watch_idle(self) -> None:
+        """Cancel sessions that sent nothing for ``idle_timeout`` s: a silent edge must not hold a slot."""
+        while not self.closed.wait(min(1.0, self.idle_timeout / 4)):
+            now = time.monotonic()
+            with self._lock:
+                idle = [c for c, seen in self._last_seen.items() if now - seen > self.idle_timeout]
+            for context in idle:
+                context.cancel()
+
+    def _seen(self, context) -> None:
+        with self._lock:
+            self._last_seen[context] = time.monotonic()
+
+    # --- one session ---------------------------------------------------------------------
+    def Stream(self, request_iterator: Iterator[pb.EdgeMessage], context) -> Iterator[pb.CloudMessage]:
+        with self._lock:
+            self.sessions += 1
+        self._seen(context)
+        session: CloudSession | None = None
+        try:
+            first = next(request_iterator, None)
+            if first is None:
+                return
+            opened, session, want_logits = self._open(first, context)
+            yield pb.CloudMessage(opened=opened)
+            last_number = -1
+            for msg in request_iterator:
+                self._seen(context)
+                kind = msg.WhichOneof("kind")
+                if kind == "frame":
+                    f = msg.frame
+                    if not session.active:
+                        if self.draining.is_set():
+                            context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; no new samples")
+                        if f.timestep != 0:
+                            context.abort(
+                                grpc.StatusCode.FAILED_PRECONDITION,
+                                f"sample {f.sample} starts at timestep {f.timestep}; a sample starts at 0",
+                            )
+                        if f.sample <= last_number:
+                            context.abort(
+                                grpc.StatusCode.FAILED_PRECONDITION,
+                                f"sample number {f.sample} is not after the previous sample {last_number}",
+                            )
+                        session.begin(f.sample)
+                        self.batcher.sample_started()
+                    elif f.sample != session.number or f.timestep != session.t:
+                        context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"frame (sample {f.sample}, timestep {f.timestep}) out of order: expected "
+                            f"(sample {session.number}, timestep {session.t})",
+                        )
+                    answer = self._step(session, f.packet, want_logits, context)
+                    yield pb.CloudMessage(answer=answer)
+                    if answer.exit:
+                        last_number = session.number
+                        session.end()
+                        self.batcher.sample_ended()
+                        if self.draining.is_set():
+                            return
+                else:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "session is already open; send frames")
+        finally:
+            if session is not None and session.active:
+                self.batcher.sample_ended()
+            with self._lock:
+                self.sessions -= 1
+                self._last_seen.pop(context, None)
+
+    def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, CloudSession, bool]:
+        if msg.WhichOneof("kind") != "open":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a session starts with Open (model id, T, codec)")
+        o = msg.open
+        if o.model_id != self.model_id:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"model {short(o.model_id, 16) or '(none)'}… is not served here; this server serves "
+                f"{self.model_id[:16]}… (use the same checkpoint on both sides)",
+            )
+        if not 1 <= o.T <= self.T:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"T={o.T} is outside 1..{self.T} for this model")
+        if o.codec and o.codec not in (*codec.FORMATS, "auto"):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown codec {short(o.codec)!r}; choose from {', '.join([*codec.FORMATS, 'auto'])}",
+            )
+        try:
+            policy = policy_from_pb(o.policy) if o.HasField("policy") else self.policy
+        except NeucodexError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad exit policy: {short(str(e), 200)}")
+        opened = pb.Opened(
+            session=uuid.uuid4().hex,
+            model_id=self.model_id,
+            T=o.T,
+            code_shape=list(self.cloud.code_shape),
+            policy=policy_to_pb(policy),
+        )
+        return opened, CloudSession(self.cloud, policy, o.T, self.ck.info.probs), o.want_logits
+
+    def _step(self, session: CloudSession, packet: bytes, want_logits: bool, context) -> pb.Answer:
+        where = f"frame (sample {session.number}, timestep {session.t})"
+        t0 = time.perf_counter()
+        try:
+            code = session.decode(packet)
+        except FrameError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {e}")
+        decode_ms = (time.perf_counter() - t0) * 1000.0
+        try:
+            r = self.batcher.submit(code, session.state).result()
+        except Exception as e:  # noqa: BLE001 — one clear status for this session, the server stays up
+            context.abort(grpc.StatusCode.INTERNAL, f"{where}: the cloud model failed: {e}")
+        d = session.record(r.logits, r.state)
+        if self.delay:
+            time.sleep(self.delay)
+        return pb.Answer(
+            sample=session.number,
+            timestep=d.timestep,
+            prediction=d.prediction,
+            confidence=d.confidence,
+            exit=d.exit,
+            logits=d.mean_logits.tolist() if want_logits else [],
+            cloud_ms=decode_ms + r.cloud_ms,
+            batch=r.batch,
+        )
+
+
+class Server:
+    """A running cloud server: ``Server(checkpoint).start()``; ``stop()`` drains and shuts down."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path | Checkpoint,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        device: str = "cpu",
+        token: str | None = None,
+        tls: tuple[bytes, bytes] | None = None,
+        max_batch: int = 32,
+        max_wait_ms: float = 2.0,
+        max_sessions: int = 128,
+        policy: ExitPolicy | None = None,
+        delay_ms: float = 0.0,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        ck = open_coinference(checkpoint)
+        self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0)
+        self.servicer = CoInferenceServicer(ck, self.batcher, policy, delay_ms, idle_timeout)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
+            interceptors=[_TokenInterceptor(token)] if token else [],
+            options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],  # a second server on the port fails
+            maximum_concurrent_rpcs=max_sessions,
+        )
+        pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
+        self.health = health.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        address = f"{host}:{port}"
+        if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
+            self.batcher.close()
+            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
+        try:
+            if tls:
+                key, cert = tls
+                self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError:  # grpcio: "Failed to bind to address"
+            self.port = 0
+        if self.port == 0:
+            self.batcher.close()
+            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
+        self.host = host
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def model_id(self) -> str:
+        return self.servicer.model_id
+
+    def start(self) -> Server:
+        self._server.start()
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    def stop(self, grace: float = 10.0, drain_delay: float = 0.0) -> None:
+        """Report NOT_SERVING and refuse new sessions; after ``drain_delay`` s (time for health
+        checkers and load balancers to notice) let open samples finish (up to ``grace`` s), then
+        stop — bounded: whatever grpcio still holds after ``grace`` + 5 s is dropped."""
+        self.servicer.draining.set()
+        self.health.enter_graceful_shutdown()
+        time.sleep(drain_delay)
+        self._server.stop(grace).wait(timeout=grace + 5.0)
+        self.servicer.closed.set()
+        self.batcher.close()
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()

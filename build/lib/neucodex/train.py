@@ -1,0 +1,600 @@
+"""Training: pretraining a backbone, compression-aware fine-tuning with a bottleneck, evaluation.
+
+SpikeBottleNet §3.6's two steps: train the backbone (SNN with surrogate-gradient BPTT, or its DNN
+twin), then insert the bottleneck at a split point and fine-tune the whole model together (no
+separate encoder/decoder phase). Deterministic for a seed; resumable per epoch; data-parallel
+under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU); bf16 autocast on GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import Dataset
+from torch.utils.data import Subset as TorchSubset
+from tqdm import tqdm
+
+from .accounting import BitReport, fit_code_probs, measure_bits_batches
+from .bottleneck import CoInferenceModel
+from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
+from .config import ExperimentConfig, OptimConfig
+from .data import dataset_spec
+from .errors import Interrupted, NeucodexError
+from .evaluate import evaluate, final_logits, load_split, loader, resolve_device, to_model_input
+from .exit import running_mean
+from .models import Backbone, create_model
+
+# --- environment -----------------------------------------------------------------------------
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+# --- loss and metrics ------------------------------------------------------------------------
+
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, per_timestep: bool, smoothing: float = 0.0):
+    """CE on the mean output over T, or (TET-style) the mean CE of every cumulative output."""
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
+    if not per_timestep:
+        return F.cross_entropy(logits.mean(0), y, label_smoothing=smoothing)
+    T = logits.shape[0]
+    return F.cross_entropy(running_mean(logits).flatten(0, 1), y.repeat(T), label_smoothing=smoothing)
+
+
+# --- optimisation ----------------------------------------------------------------------------
+
+
+def make_optimizer(model: nn.Module, oc: OptimConfig) -> torch.optim.Optimizer:
+    """The optimiser over trainable weights; a new bottleneck's learn ``bottleneck_lr_scale`` × faster
+    (they start from random while everything around them is trained)."""
+    params: list = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(model, CoInferenceModel) and oc.bottleneck_lr_scale != 1.0:
+        new = {id(p) for name in ("encoder", "decoder") for p in getattr(model.stages, name).parameters()}
+        params = [
+            {"params": [p for p in params if id(p) not in new]},
+            {"params": [p for p in params if id(p) in new], "lr": oc.lr * oc.bottleneck_lr_scale},
+        ]
+    if oc.name == "sgd":
+        return torch.optim.SGD(params, lr=oc.lr, momentum=oc.momentum, weight_decay=oc.weight_decay, nesterov=True)
+    if oc.name == "adamw":
+        return torch.optim.AdamW(params, lr=oc.lr, weight_decay=oc.weight_decay)
+    raise NeucodexError(f"unknown optimiser {oc.name!r}; choose adamw or sgd")
+
+
+def make_schedule(opt: torch.optim.Optimizer, oc: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine to zero over the remaining epochs (stepped per epoch)."""
+
+    def factor(epoch: int) -> float:
+        if epoch < oc.warmup_epochs:
+            return (epoch + 1) / oc.warmup_epochs
+        span = max(1, oc.epochs - oc.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - oc.warmup_epochs) / span))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _save_train_state(d: Path, opt, sched, epoch: int, history: list) -> None:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{k}"] = v
+    save_file(tensors, str(d / "train_state.safetensors"))
+    state = {
+        "epoch": epoch,
+        "param_groups": sd["param_groups"],
+        "scalars": scalars,
+        "scheduler": sched.state_dict(),
+        "history": history,
+    }
+    (d / "train_state.json").write_text(json.dumps(state, default=float))
+
+
+def _load_train_state(d: Path, opt, sched) -> tuple[int, list]:
+    try:
+        state = json.loads((d / "train_state.json").read_text())
+        tensors = load_file(str(d / "train_state.safetensors"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot resume from {d}: training state unreadable ({e})") from None
+    opt_state: dict = {}
+    for key, v in tensors.items():
+        _, idx, name = key.split(".", 2)
+        opt_state.setdefault(int(idx), {})[name] = v
+    for key, v in state["scalars"].items():
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = v
+    try:
+        opt.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot resume from {d}: optimiser state does not fit ({e})") from None
+    sched.load_state_dict(state["scheduler"])
+    # Learning rates from this run's schedule (it may have more epochs than the stopped one).
+    for group, base, factor in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True):
+        group["lr"] = base * factor(sched.last_epoch)
+    return int(state["epoch"]), state["history"]
+
+
+def fit(
+    model: Backbone,
+    spec: ModelSpec,
+    cfg: ExperimentConfig,
+    oc: OptimConfig,
+    train_ds: Dataset,
+    val_ds: Dataset,
+    out: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> dict:
+    """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch."""
+    out = Path(out)
+    rank, world = distributed()
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    model.to(device)
+    net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt, start, history = make_optimizer(model, oc), 0, []
+    sched = make_schedule(opt, oc)
+    if resume and (out / "train_state.json").exists():
+        load_weights(model, load_file(str(out / "model.safetensors")), str(out))
+        start, history = _load_train_state(out, opt, sched)
+    amp = use_amp(cfg, device)
+    codes: list[torch.Tensor] = []  # the bottleneck code of the current training step (rate penalty)
+    hook = None
+    if oc.code_rate_penalty and isinstance(model, CoInferenceModel) and model.spiking:
+        hook = model.stages.encoder.register_forward_hook(lambda m, _i, out: codes.append(out) if m.training else None)
+    val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
+    t_start = time.perf_counter()
+    try:
+        for epoch in range(start, oc.epochs):
+            seed_everything(cfg.seed + epoch)
+            train = loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers, world)
+            if world > 1:
+                train.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+            model.train().set_step_mode("m" if model.spiking else "s")
+            seen = correct = 0
+            loss_sum, t0 = 0.0, time.perf_counter()
+            bar = tqdm(
+                train,
+                desc=f"epoch {epoch + 1}/{oc.epochs}",
+                leave=False,
+                dynamic_ncols=True,
+                disable=not progress or rank != 0 or not sys.stderr.isatty(),
+            )
+            for x, y in bar:
+                x, y = to_model_input(x, device), y.to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = net(x)
+                    loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
+                    if codes:
+                        loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
+                        codes.clear()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if oc.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), oc.grad_clip)
+                opt.step()
+                model.reset_state()
+                seen += y.numel()
+                correct += (final_logits(logits.detach()).argmax(-1) == y).sum().item()
+                loss_sum += loss.item() * y.numel()
+                bar.set_postfix(
+                    loss=f"{loss_sum / seen:.3f}",
+                    acc=f"{100 * correct / seen:.1f}",
+                    img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                )
+            sched.step()
+            _precise_norms(model, train_ds, cfg, oc, device, amp, epoch)
+            n = max(seen, 1)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / n,
+                "train_accuracy": 100 * correct / n,
+                "images_per_s": seen * world / (time.perf_counter() - t0),
+            }
+            if rank == 0:
+                row["val_accuracy"] = evaluate(model, val, device)["accuracy"]
+                history.append(row)
+                save_checkpoint(
+                    out,
+                    model,
+                    spec,
+                    config=cfg.to_dict(),
+                    dataset=_data_meta(cfg),
+                    metrics={"epoch": epoch + 1, "val_accuracy": row["val_accuracy"]},
+                    **(meta or {}),
+                )
+                _save_train_state(out, opt, sched, epoch + 1, history)
+                if progress:
+                    tqdm.write(
+                        f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
+                        f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
+                        f"{row['images_per_s']:.0f} img/s",
+                        file=sys.stderr,
+                    )
+    except KeyboardInterrupt:
+        done = len(history)  # epochs saved so far, resumed ones included
+        raise Interrupted(
+            f"interrupted in epoch {done + 1} of {oc.epochs}; {done} finished epoch(s) are saved in {out} — "
+            "run the same command with --resume to go on"
+        ) from None
+    if oc.epochs == 0 and rank == 0:  # nothing to train (e.g. a bottleneck warm-up alone): still a checkpoint
+        _precise_norms(model, train_ds, cfg, oc, device, amp, 0)
+        save_checkpoint(
+            out, model, spec, config=cfg.to_dict(), dataset=_data_meta(cfg), metrics={"epoch": 0}, **(meta or {})
+        )
+    if hook is not None:
+        hook.remove()
+    if world > 1:
+        dist.barrier()
+    return {"history": history, "wall_s": time.perf_counter() - t_start}
+
+
+def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """bf16 autocast for training: on a GPU unless ``amp: false``, on a CPU only with ``cpu_amp: true``."""
+    return (cfg.amp and device.type == "cuda") or (cfg.cpu_amp and device.type == "cpu")
+
+
+def _precise_norms(model, train_ds, cfg, oc: OptimConfig, device, amp: bool, epoch: int) -> None:
+    if oc.norm_samples:
+        stats = loader(train_ds, oc.batch_size, True, cfg.seed + 10_000 + epoch, cfg.workers)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            recalibrate_norms(model, (to_model_input(x, device) for x, _ in stats), oc.norm_samples)
+
+
+@torch.no_grad()
+def recalibrate_norms(model: Backbone, batches, samples: int) -> None:
+    """Precise BN: replace every norm's running statistics by the exact average of the batch
+    statistics over ``samples`` training samples, with the weights as they now are.
+
+    Why: the moving averages (momentum 0.1) describe the weights of the last ~10 steps, and a
+    newly inserted bottleneck's norms start from mean 0 / variance 1. After a short fine-tune the
+    decoder's running variance can stay orders of magnitude above its input's, so in eval mode it
+    barely fires and the model collapses to one class while training accuracy looks fine.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train().set_step_mode("m" if model.spiking else "s")
+    seen = 0
+    for x in batches:
+        model(x)
+        model.reset_state()
+        seen += x.shape[1] if x.dim() == 5 else x.shape[0]
+        if seen >= samples:
+            break
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+
+
+def warm_bottleneck(
+    model: CoInferenceModel, batches, samples: int, *, lr: float = 1e-3, amp: bool = False, progress: bool = True
+) -> dict:
+    """Train only the new encoder and decoder to reproduce the feature at the cut (MSE), for
+    ``samples`` training samples; every other weight stays as trained.
+
+    Why: inserted at random, the bottleneck hands the tail noise, and end-to-end fine-tuning
+    spends its first epochs (all a CPU budget allows) recovering the backbone. The feature to
+    reproduce is the encoder's own input, so no teacher pass is needed and the head runs
+    without gradients: far cheaper per sample than a fine-tuning step.
+    """
+    e = model.names().index("encoder")
+    head, code = model.slice(0, e), model.slice(e, e + 2)
+    params = list(code.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    model.train().set_step_mode("m" if model.spiking else "s")
+    device = params[0].device
+    seen, first, last, t0 = 0, None, 0.0, time.perf_counter()
+    bar = tqdm(total=samples, desc="bottleneck warm-up", leave=False, disable=not progress or not sys.stderr.isatty())
+    for x in batches:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            with torch.no_grad():
+                feature = head(x)
+            loss = F.mse_loss(code(feature).float(), feature.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        model.reset_state()
+        n = x.shape[1] if x.dim() == 5 else x.shape[0]
+        seen, last = seen + n, loss.item()
+        first = last if first is None else first
+        bar.update(n)
+        bar.set_postfix(mse=f"{last:.4f}")
+        if seen >= samples:
+            break
+    bar.close()
+    return {"samples": seen, "mse_first": first, "mse_last": last, "wall_s": time.perf_counter() - t0}
+
+
+def freeze_head(model: CoInferenceModel) -> None:
+    """Keep every stage before the encoder as the backbone trained it (no gradients, no updates)."""
+    for p in model.slice(0, model.names().index("encoder")).parameters():
+        p.requires_grad_(False)
+
+
+def _data_meta(cfg: ExperimentConfig) -> dict:
+    spec = dataset_spec(cfg.data.name)
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "root": cfg.data.root,
+        "size": cfg.data.size or spec.default_size,
+        "seed": cfg.seed,
+    }
+
+
+def _builder_kwargs(cfg: ExperimentConfig, classes: int, T: int | None = None) -> dict:
+    spec = dataset_spec(cfg.data.name)
+    return {
+        "num_classes": classes,
+        "in_channels": spec.channels,
+        "input_size": cfg.data.size or spec.default_size,
+        "T": T or cfg.model.T,
+        "spiking": cfg.model.spiking,
+        **cfg.model.kwargs,
+    }
+
+
+def _num_classes(ds: Dataset) -> int:
+    base = ds.dataset if isinstance(ds, TorchSubset) else ds
+    return len(base.classes)  # type: ignore[attr-defined]
+
+
+@dataclass
+class TrainResult:
+    """What a training step produced: the checkpoint, its test figures and the epoch history."""
+
+    checkpoint: str
+    model_id: str
+    test_accuracy: float
+    test_accuracy_at_t: list[float]
+    val_accuracy: float | None
+    epochs: int
+    wall_s: float
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"backbone: test accuracy {self.test_accuracy:.2f}% after {self.epochs} epochs in {self.wall_s:.1f} s "
+            f"→ {self.checkpoint}"
+        )
+
+
+@dataclass
+class FinetuneResult(TrainResult):
+    """A co-inference fine-tune: also the backbone's accuracy at the same T and real-packet bits."""
+
+    point: str = ""
+    bottleneck: str = ""
+    T: int = 1
+    backbone_test_accuracy: float = 0.0
+    backbone_val_accuracy: float = 0.0
+    val_accuracy_final: float = 0.0
+    bits: BitReport | None = None
+
+    @property
+    def drop(self) -> float:
+        return self.backbone_test_accuracy - self.test_accuracy
+
+    @property
+    def val_drop(self) -> float:
+        return self.backbone_val_accuracy - self.val_accuracy_final
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bits"] = self.bits.to_dict() if self.bits else None
+        return {**d, "drop": self.drop, "val_drop": self.val_drop}
+
+    def summary(self) -> str:
+        b = self.bits
+        return (
+            f"co-inference: test accuracy {self.test_accuracy:.2f}% after {self.epochs} epochs in "
+            f"{self.wall_s:.1f} s (backbone {self.backbone_test_accuracy:.2f}%, drop {self.drop:.2f} pp); "
+            f"{b.payload_bits:.0f} payload bits / {b.wire_bytes:.0f} wire bytes per sample, "
+            f"{b.vs_spikes or 0:.0f}x vs spikes, {b.vs_float32:.0f}x vs float32, {b.vs_input:.0f}x vs 8-bit input"
+            f" → {self.checkpoint}"
+        )
+
+
+# --- the two steps ---------------------------------------------------------------------------
+
+
+def init_from(model: Backbone, checkpoint: str | Path, scale: float = 1.0) -> None:
+    """Start from the weights of a checkpoint of the same architecture — typically its DNN twin
+    (hybrid training: the SNN inherits the ANN's features and is fine-tuned with surrogate
+    gradients). ``scale`` multiplies every norm's weight and bias, so that LIF neurons, which need
+    a membrane input above ``v_threshold`` to fire, start firing about where the ReLUs were active.
+    """
+    ck = load_checkpoint(checkpoint)
+    if ck.info.model.name != model.arch:
+        raise CheckpointError(f"--set model.init_from: {checkpoint} holds {ck.info.model.name}, not {model.arch}")
+    load_weights(model, ck.model.state_dict(), str(checkpoint))
+    if scale != 1.0:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                    m.weight.mul_(scale)
+                    m.bias.mul_(scale)
+
+
+def pretrain(
+    cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True, out: Path | None = None
+) -> TrainResult | None:
+    """Step 1: train the backbone; checkpoint in ``<run>/backbone``; its figures (None off rank 0)."""
+    seed_everything(cfg.seed)
+    train_ds, val_ds, test_ds = (load_split(cfg, s) for s in ("train", "val", "test"))
+    kwargs = _builder_kwargs(cfg, _num_classes(train_ds))
+    model = create_model(cfg.model.name, **kwargs)
+    if cfg.model.init_from and not (resume and (Path(out or cfg.run_dir / "backbone") / "train_state.json").exists()):
+        init_from(model, cfg.model.init_from, cfg.model.init_scale)
+    out = Path(out) if out else cfg.run_dir / "backbone"
+    result = fit(
+        model, ModelSpec.of(model, kwargs), cfg, cfg.optim, train_ds, val_ds, out, resume=resume, progress=progress
+    )
+    fields = _finish(model, cfg, out, test_ds, result, extra={})
+    return TrainResult(**fields) if fields else None
+
+
+def collapse_warning(test_accuracy: float, train_accuracy: float | None, classes: int) -> str:
+    """Non-empty when a model evaluates near chance while it trained well above it (eval-mode
+    collapse): such a checkpoint must not be stored silently."""
+    chance = 100.0 / max(classes, 1)
+    if train_accuracy is None or test_accuracy > 1.5 * chance or train_accuracy < 2.5 * chance:
+        return ""
+    return (
+        f"test accuracy {test_accuracy:.1f}% is near chance ({chance:.1f}%) while training accuracy was "
+        f"{train_accuracy:.1f}%: the model collapses in eval mode; check the norms' running statistics "
+        f"(optim.norm_samples) before using it"
+    )
+
+
+def _finish(model: Backbone, cfg: ExperimentConfig, out: Path, test_ds: Dataset, result: dict, extra: dict) -> dict:
+    """Evaluate on test and store the final metrics in the checkpoint (rank 0 only; else {})."""
+    rank, _ = distributed()
+    if rank != 0:
+        return {}
+    device = resolve_device(cfg.device)
+    test = loader(test_ds, cfg.optim.batch_size, False, cfg.seed, cfg.workers)
+    ev = evaluate(model, test, device)
+    history = result["history"]
+    fields = {
+        "test_accuracy": ev["accuracy"],
+        "test_accuracy_at_t": ev["accuracy_at_t"],
+        "val_accuracy": history[-1]["val_accuracy"] if history else None,
+        "epochs": len(history),
+        "wall_s": result["wall_s"],
+        "history": history,
+    }
+    metrics = {**fields, **{k: (v.to_dict() if isinstance(v, BitReport) else v) for k, v in extra.items()}}
+    warning = collapse_warning(ev["accuracy"], history[-1]["train_accuracy"] if history else None, model.num_classes)
+    if warning:
+        metrics["warning"] = warning
+        print(f"neucodex: WARNING: {warning} ({out})", file=sys.stderr)
+    info = update_info(out, config=cfg.to_dict(), dataset=_data_meta(cfg), metrics=metrics)
+    return {**fields, **extra, "checkpoint": str(out), "model_id": info.sha256}
+
+
+def finetune(
+    cfg: ExperimentConfig,
+    backbone_dir: str | Path,
+    point: str,
+    bottleneck: str,
+    *,
+    T: int | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FinetuneResult | None:
+    """Step 2: insert the bottleneck after ``point`` and fine-tune everything together.
+
+    Reports the backbone's and the co-inference model's test accuracy at the same T, the drop,
+    and bits per sample measured from real packets on the test split.
+    """
+    seed_everything(cfg.seed)
+    ck = load_checkpoint(backbone_dir)
+    if ck.info.is_coinference:
+        raise CheckpointError(f"{backbone_dir} already holds a co-inference model; fine-tune from a backbone")
+    T = T or ck.info.model.T
+    spec = ck.info.model.with_T(T)
+    backbone = spec.build()
+    backbone.load_state_dict(ck.model.state_dict())
+    cfg = replace(cfg, model=replace(cfg.model, T=T))
+    train_ds, val_ds, test_ds = (load_split(cfg, s, T) for s in ("train", "val", "test"))
+    device = resolve_device(cfg.device)
+    test = loader(test_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
+    val = loader(val_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
+    base_test = evaluate(backbone.to(device), test, device)["accuracy"]
+    base_val = evaluate(backbone, val, device)["accuracy"]
+    model = CoInferenceModel(backbone, point, bottleneck)
+    out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
+    oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
+    if oc.freeze_head:
+        freeze_head(model)
+    if oc.bottleneck_samples and not (resume and (out / "train_state.json").exists()):
+        model.to(device)
+        batches = (
+            to_model_input(x, device)
+            for epoch in range(1 + oc.bottleneck_samples // max(1, len(train_ds)))
+            for x, _ in loader(train_ds, oc.batch_size, True, cfg.seed + epoch, cfg.workers)
+        )
+        amp = use_amp(cfg, device)
+        w = warm_bottleneck(model, batches, oc.bottleneck_samples, amp=amp, progress=progress)
+        meta["extra"] = {"bottleneck_warmup": w}
+        if progress:
+            tqdm.write(
+                f"bottleneck warm-up: {w['samples']} samples, feature MSE {w['mse_first']:.4f} → "
+                f"{w['mse_last']:.4f}, {w['wall_s']:.0f} s",
+                file=sys.stderr,
+            )
+    result = fit(
+        model,
+        spec.with_bottleneck(point, model.config),
+        cfg,
+        cfg.finetune,
+        train_ds,
+        val_ds,
+        out,
+        resume=resume,
+        progress=progress,
+        meta=meta,
+    )
+    probs = None
+    if model.spiking:  # learned entropy model: channel firing probabilities on the training images
+        plain = loader(
+            load_split(replace(cfg, data=replace(cfg.data, train_augment=False)), "train", T),
+            cfg.finetune.batch_size,
+            False,
+            cfg.seed,
+            cfg.workers,
+        )
+        probs = fit_code_probs(model, (to_model_input(x, device) for x, _ in plain))
+        update_info(out, channel_probs=probs.tolist())
+    bits = measure_bits_batches(model, (to_model_input(x, device) for x, _ in test), channel_probs=probs)
+    val_acc = evaluate(model, val, device)["accuracy"]
+    extra = {
+        "point": point,
+        "bottleneck": model.config.name,
+        "T": T,
+        "backbone_test_accuracy": base_test,
+        "backbone_val_accuracy": base_val,
+        "val_accuracy_final": val_acc,
+        "bits": bits,
+    }
+    fields = _finish(model, cfg, out, test_ds, result, extra)
+    return FinetuneResult(**fields) if fields else None
