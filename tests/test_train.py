@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,11 +75,16 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert torch.equal(predict(ck2.model, test, torch.device("cpu"))[0], again)
 
 
-def test_resume_continues_where_it_stopped(tmp_path):
-    straight = pretrain(cfg_for(tmp_path, "name=a", "optim.epochs=2"), progress=False)
-    pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=1"), progress=False)  # "stopped" after one epoch
+def test_resume_continues_where_it_stopped(tmp_path, capsys):
+    straight = pretrain(cfg_for(tmp_path, "name=a", "optim.epochs=2"), resume=True, progress=False)
+    assert "nothing to resume in" in capsys.readouterr().err  # said, then trained from the start
+    first = pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=1"), progress=False)  # "stopped" after one epoch
     resumed = pretrain(cfg_for(tmp_path, "name=b", "optim.epochs=2"), resume=True, progress=False)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.wall_s == pytest.approx(sum(h["wall_s"] for h in resumed.history))  # both runs' time
+    assert resumed.wall_s > first.wall_s
+    curves = (Path(resumed.checkpoint) / "history.csv").read_text().splitlines()
+    assert curves[0].startswith("epoch,train_loss,train_accuracy,val_accuracy") and len(curves) == 3
     a, b = load_checkpoint(straight.checkpoint).model, load_checkpoint(resumed.checkpoint).model
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k

@@ -8,6 +8,7 @@ under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU); bf16 autocast on GPU.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -97,6 +98,17 @@ def make_schedule(opt: torch.optim.Optimizer, oc: OptimConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "images_per_s", "wall_s")
+
+
+def write_curves(path: Path, history: list[dict]) -> None:
+    """The training curves as CSV beside the checkpoint (one row per epoch), for any plotting tool."""
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, CURVE_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+
+
 def _save_train_state(d: Path, opt, sched, epoch: int, history: list) -> None:
     sd = opt.state_dict()
     tensors, scalars = {}, {}
@@ -167,6 +179,8 @@ def fit(
     if resume and (out / "train_state.json").exists():
         load_weights(model, load_file(str(out / "model.safetensors")), str(out))
         start, history = _load_train_state(out, opt, sched)
+    elif resume and rank == 0:
+        print(f"neucodex: nothing to resume in {out} (no train_state.json): training from the start", file=sys.stderr)
     amp = use_amp(cfg, device)
     codes: list[torch.Tensor] = []  # the bottleneck code of the current training step (rate penalty)
     hook = None
@@ -223,6 +237,7 @@ def fit(
             }
             if rank == 0:
                 row["val_accuracy"] = evaluate(model, val, device)["accuracy"]
+                row["wall_s"] = time.perf_counter() - t0
                 history.append(row)
                 save_checkpoint(
                     out,
@@ -234,6 +249,7 @@ def fit(
                     **(meta or {}),
                 )
                 _save_train_state(out, opt, sched, epoch + 1, history)
+                write_curves(out / "history.csv", history)
                 if progress:
                     tqdm.write(
                         f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
@@ -256,7 +272,9 @@ def fit(
         hook.remove()
     if world > 1:
         dist.barrier()
-    return {"history": history, "wall_s": time.perf_counter() - t_start}
+    # every epoch's time, the resumed runs' included (older states recorded none: this run's time then)
+    wall = sum(r.get("wall_s", 0.0) for r in history) if all("wall_s" in r for r in history) else None
+    return {"history": history, "wall_s": wall if wall is not None else time.perf_counter() - t_start}
 
 
 def use_amp(cfg: ExperimentConfig, device: torch.device) -> bool:
