@@ -7,6 +7,7 @@ frames. Splits are ``train``, ``val`` and ``test``, seeded and stratified.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -30,13 +31,20 @@ def build_dataset(
     download: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    transform: Callable | None = None,
+    target_transform: Callable | None = None,
 ) -> Dataset:
-    """A dataset split by name; missing files raise :class:`DatasetMissingError` saying where/how."""
+    """A dataset split by name; missing files raise :class:`DatasetMissingError` saying where/how.
+
+    ``transform`` is applied to each sample's input as the dataset gives it — a ``[C, H, W]``
+    float image in [0, 1], or ``[T, 2, H, W]`` event frames — after the built-in resizing and
+    augmentation (torchvision v2 transforms take both); ``target_transform`` to its label.
+    """
     spec = dataset_spec(name)
     check_split(split)
     if T < 1:
         raise InvalidArgumentError(f"T must be >= 1 (got {T})")
-    return spec.builder(
+    ds = spec.builder(
         spec,
         split,
         root=root,
@@ -47,6 +55,29 @@ def build_dataset(
         seed=seed,
         cache_dir=cache_dir,
     )
+    return Transformed(ds, transform, target_transform) if transform or target_transform else ds
+
+
+class Transformed(Dataset):
+    """A dataset with a user's transform on each input (and label): ``build_dataset(transform=…)``."""
+
+    def __init__(self, base: Dataset, transform: Callable | None, target_transform: Callable | None) -> None:
+        self.base, self.transform, self.target_transform = base, transform, target_transform
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int):
+        x, y = self.base[i]
+        return (
+            self.transform(x) if self.transform else x,
+            self.target_transform(y) if self.target_transform else y,
+        )
+
+    def __getattr__(self, name: str):  # classes, targets, … of the wrapped dataset
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import NeucodexError, UnknownNameError
+from ..plugins import load_plugins
 from .splits import SPLITS
 
 
@@ -38,11 +39,21 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+PLUGIN_GROUP = "neucodex.datasets"
+
+
+def _register_plugin(name: str, spec: object) -> None:
+    if isinstance(spec, DatasetSpec) and spec.name not in _DATASETS:  # a built-in name is never replaced
+        _DATASETS[spec.name] = spec
+
+
 def list_datasets() -> list[DatasetSpec]:
+    load_plugins(PLUGIN_GROUP, _register_plugin)
     return [_DATASETS[k] for k in sorted(_DATASETS)]
 
 
 def dataset_spec(name: str) -> DatasetSpec:
+    load_plugins(PLUGIN_GROUP, _register_plugin)
     if name not in _DATASETS:
         raise UnknownNameError(f"unknown dataset {name!r}; available: {', '.join(sorted(_DATASETS))}")
     return _DATASETS[name]
