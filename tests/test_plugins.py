@@ -37,8 +37,7 @@ def fake_distribution(root: Path) -> dict:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(
-        "[neucodex.models]\nmy-net = myplug:my_net\n\n"
-        "[neucodex.datasets]\nmy-digits = myplug:MY_DATA\n"
+        "[neucodex.models]\nmy-net = myplug:my_net\n\n[neucodex.datasets]\nmy-digits = myplug:MY_DATA\n"
     )
     return {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 

@@ -14,6 +14,7 @@ _EXPORTS = {
     "cut": ".split",
     "feature_shape": ".split",
     "feature_shapes": ".split",
+    "from_sequential": ".models",
     "list_datasets": ".data",
     "list_models": ".models",
     "register_dataset": ".data",

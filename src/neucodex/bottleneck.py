@@ -107,6 +107,10 @@ class CoInferenceModel(Backbone):
         cfg = BottleneckConfig.parse(config) if isinstance(config, str) else config
         k = stage_index(backbone, point)
         shape = feature_shape(backbone, point)
+        if len(shape) != 3:
+            raise InvalidArgumentError(
+                f"a bottleneck goes where the feature is a [C, H, W] map; after {point!r} it is {list(shape)}"
+            )
         encoder, decoder = make_bottleneck(shape, cfg, backbone.neuron_cfg)
         items = list(backbone.stages._modules.items())
         stages = OrderedDict(items[: k + 1] + [("encoder", encoder), ("decoder", decoder)] + items[k + 1 :])

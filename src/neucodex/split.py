@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .errors import UnknownNameError
-from .models import Backbone, Stages
+from .models import Backbone, Stages, from_sequential
 
 
 def split_points(model: Backbone) -> list[str]:
@@ -21,11 +22,15 @@ def stage_index(model: Backbone, point: str) -> int:
     return model.names().index(point)
 
 
-def cut(model: Backbone, point: str) -> tuple[Stages, Stages]:
+def cut(model: Backbone | nn.Sequential, point: str) -> tuple[Stages, Stages]:
     """``(edge, cloud)``: input … ``point`` and the rest, sharing ``model``'s modules.
 
-    Both parts run in either step mode; ``cloud(edge(x)) == model(x)``.
+    ``model``: a neucodex backbone, or your own ``nn.Sequential`` (split points are its
+    children's names, see :func:`neucodex.models.from_sequential`). Both parts run in either
+    step mode; ``cloud(edge(x)) == model(x)``.
     """
+    if not isinstance(model, Backbone):
+        model = from_sequential(model)
     k = stage_index(model, point)
     # New containers over the same modules: SpikingJelly 2.0 keys its reset_net module cache by
     # container, so each part collects its own list on first reset and the model's stays valid.

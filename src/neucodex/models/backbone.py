@@ -120,3 +120,43 @@ def assemble(
         input_size=input_size,
         num_classes=num_classes,
     )
+
+
+def from_sequential(
+    model: nn.Sequential,
+    *,
+    T: int = 4,
+    in_channels: int = 3,
+    input_size: int = 32,
+    num_classes: int = 10,
+    arch: str = "custom",
+) -> Backbone:
+    """Your own model as a :class:`Backbone`: an ``nn.Sequential`` (plain torch or SpikingJelly
+    layers) whose named children run in order. Every child but the last is a split point (its
+    name); the last is the head. Shares the modules; a static image is repeated over ``T``.
+    """
+    from spikingjelly.activation_based.neuron import BaseNode
+
+    from .layers import InputEncoder
+
+    if not isinstance(model, nn.Sequential):
+        raise InvalidArgumentError(
+            f"cut and co-inference need a neucodex Backbone or an nn.Sequential of named children run in order "
+            f"(got {type(model).__name__}); wrap your layers in nn.Sequential(OrderedDict(...))"
+        )
+    children = list(model.named_children())
+    if len(children) < 2:
+        raise InvalidArgumentError("a model to cut needs at least two children (an edge part and a head)")
+    spiking = any(isinstance(m, BaseNode) for m in model.modules())
+    stages = OrderedDict([("input", InputEncoder(T, spiking)), *children])
+    backbone = Backbone(
+        stages,
+        [name for name, _ in children[:-1]],
+        arch=arch,
+        neuron_cfg=NeuronConfig(spiking=spiking),
+        T=T,
+        in_channels=in_channels,
+        input_size=input_size,
+        num_classes=num_classes,
+    )
+    return backbone.set_step_mode("s")
