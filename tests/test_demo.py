@@ -93,7 +93,8 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
         "exit_histogram.png",
     ):
         assert (run_dir / name).stat().st_size > 500
-    assert "Table 3" in (run_dir / "report.md").read_text()
+    md = (run_dir / "report.md").read_text()
+    assert "Table 3" in md and "| split point | conv2 |" in md and "{" not in md.split("## ")[0]  # header: a table
 
 
 def test_report_of_a_missing_run_is_one_line(tmp_path, capsys):

@@ -18,11 +18,18 @@ def _fmt(v, spec: str = ".2f") -> str:
 
 def markdown(r: dict) -> str:
     a, b, e = r["accuracy"], r["bits"]["exit"], r["energy"]
+    cut = r["model"].get("coinference") or {}
     lines = [
         f"# neucodex report: {Path(r['run_dir']).name}",
         "",
-        f"Model {r['model']['name']} ({r['model']['coinference']}), T={r['T']}, dataset {r['dataset']}, "
-        f"{r['samples']} test samples; checkpoint `{r['checkpoint']}`.",
+        "| run | |",
+        "| --- | --- |",
+        f"| model | {r['model']['name']} |",
+        f"| split point | {cut.get('point', '–')} |",
+        f"| bottleneck | {cut.get('bottleneck', '–')} |",
+        f"| timesteps T | {r['T']} |",
+        f"| dataset | {r['dataset']}, {r['samples']} test samples |",
+        f"| checkpoint | `{r['checkpoint']}` |",
         "",
         "## Co-inference",
         "",

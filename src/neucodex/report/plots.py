@@ -10,10 +10,16 @@ def plots(r: dict, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from ..latency import Link, Timings, cloud_only_ms, co_inference_ms, edge_only_ms
 
     paths = []
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 30, not 3×10¹
+
+    def outside_legend(ax):  # never over the data
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
     def save(fig, name):
         fig.tight_layout()
@@ -21,11 +27,17 @@ def plots(r: dict, out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(out / name)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     rows = [t for t in r["table1"] if t["payload_bits"] and t["accuracy"] is not None]
     ax.scatter([t["payload_bits"] for t in rows], [t["accuracy"] for t in rows], label="co-inference (all T)")
     for t in rows:
-        ax.annotate(f"{t['point']} {t['bottleneck']}", (t["payload_bits"], t["accuracy"]), fontsize=7)
+        ax.annotate(
+            f"{t['point']} {t['bottleneck']}",
+            (t["payload_bits"], t["accuracy"]),
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
     b = r["bits"]["exit"]
     ax.scatter(
         [b["payload_bits"]], [r["accuracy"]["co_inference_exit"]], marker="*", s=120, c="C3", label="with early exit"
@@ -33,25 +45,34 @@ def plots(r: dict, out: Path) -> list[Path]:
     ax.axhline(r["accuracy"]["backbone"], color="k", ls="--", lw=1, label="backbone")
     if min([t["payload_bits"] for t in rows] + [b["payload_bits"]]) > 0:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 100, 200, 500: labels in any range
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.2, y=0.1)  # point labels stay inside the frame
     ax.set_xlabel("payload bits per sample")
-    ax.set_ylabel("test accuracy %")
+    ax.set_ylabel("test accuracy, %")
     ax.set_title("rate–accuracy")
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     save(fig, "rate_accuracy.png")
 
     se = r["split_energy"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(se["snn_45nm"])), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(se["snn_45nm"]) + 2), 4))
     pts = [x["point"] for x in se["snn_45nm"]]
     w = 0.27
     for k, (key, label) in enumerate(
         (("dnn_45nm", "DNN 45 nm"), ("snn_45nm", "SNN 45 nm"), ("snn_rolls", "SNN ROLLS"))
     ):
-        ax.bar([i + (k - 1) * w for i in range(len(pts))], [x["energy_mj"] for x in se[key]], w, label=label)
+        xs = [i + (k - 1) * w for i in range(len(pts))]
+        ax.bar(xs, [x["energy_mj"] for x in se[key]], w, label=label)
+        for xpos, x in zip(xs, se[key], strict=True):
+            if x["energy_mj"] <= 0:  # nothing to draw on a log axis: say it
+                ax.text(xpos, 0.02, "0", ha="center", va="bottom", fontsize=7, transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(pts)), pts)
     ax.set_yscale("log")
+    ax.set_xlabel("split point (edge runs input … this point)")
     ax.set_ylabel("edge energy, mJ")
     ax.set_title(f"edge energy up to each split point (scope {se['scope']})")
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     save(fig, "energy_per_split_point.png")
 
     t = Timings(**r["timings_ms"])
@@ -59,7 +80,7 @@ def plots(r: dict, out: Path) -> list[Path]:
     rtt = r["latency"][0]["rtt_ms"]
     bws = [10 ** (k / 4) * 1e5 for k in range(21)]  # 0.1 … 1000 Mbit/s
     bits_step = b["wire_bytes"] * 8 / b["timesteps"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot([x / 1e6 for x in bws], [edge_only_ms(t, f)] * len(bws), label="edge-only SNN")
     if t.dnn_full is not None:
         ax.plot([x / 1e6 for x in bws], [edge_only_ms(t, f, dnn=True)] * len(bws), label="edge-only DNN")
@@ -78,8 +99,10 @@ def plots(r: dict, out: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_xlabel("uplink bandwidth, Mbit/s")
     ax.set_ylabel("latency per sample, ms")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
     ax.set_title(f"latency (edge x{f:g}, RTT {rtt:g} ms)")
-    ax.legend(fontsize=8)
+    outside_legend(ax)
     save(fig, "latency_vs_bandwidth.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
