@@ -25,6 +25,7 @@ array or a torch tensor; ``decode`` returns a NumPy ``float32`` array.
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -289,7 +290,7 @@ def decode_packet(
             f"declared shape {'x'.join(map(str, shape4))} is not the expected "
             f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
         )
-    n = int(np.prod(shape4))
+    n = math.prod(shape4)
     if fmt == "bitmap":
         if len(payload) != (n + 7) // 8:
             raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
