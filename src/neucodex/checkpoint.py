@@ -111,6 +111,9 @@ class ModelSpec:
         for key, (lo, hi) in _INT_BOUNDS.items():
             if key in kwargs:
                 _int(kwargs[key], f"model.kwargs.{key}", lo, hi, where)
+        for key in ("spiking", "detach_reset"):
+            if key in kwargs and not isinstance(kwargs[key], bool):
+                raise CheckpointError(f"{where}: model.kwargs.{key} must be true or false, got {kwargs[key]!r}")
         widths = kwargs.get("widths")
         if widths is not None:
             if not isinstance(widths, list | tuple) or not widths:

@@ -18,3 +18,8 @@ class InvalidArgumentError(NeucodexError, ValueError):
 
 class Interrupted(NeucodexError):
     """Ctrl-C during long work: what was saved, and how to go on (exit status 130)."""
+
+
+def short(text: str, limit: int = 40) -> str:
+    """A string from a file or a client as it may be echoed in a message: bounded, one short line."""
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"

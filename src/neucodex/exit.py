@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .errors import NeucodexError
+from .errors import NeucodexError, short
 
 MEASURES = ("max_softmax", "entropy", "margin")
 
@@ -37,7 +37,7 @@ def confidence(mean_logits: torch.Tensor, measure: str) -> torch.Tensor:
     if measure == "margin":
         top2 = p.topk(min(2, p.shape[-1]), dim=-1).values
         return top2[..., 0] - (top2[..., 1] if top2.shape[-1] > 1 else 0.0)
-    raise NeucodexError(f"unknown confidence measure {measure!r}; choose from {', '.join(MEASURES)}")
+    raise NeucodexError(f"unknown confidence measure {short(repr(measure))}; choose from {', '.join(MEASURES)}")
 
 
 def running_mean(logits: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,9 @@ class ExitPolicy:
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
-            raise NeucodexError(f"unknown confidence measure {self.measure!r}; choose from {', '.join(MEASURES)}")
+            raise NeucodexError(
+                f"unknown confidence measure {short(repr(self.measure))}; choose from {', '.join(MEASURES)}"
+            )
         if self.min_steps < 1 or (self.max_steps is not None and self.max_steps < self.min_steps):
             raise NeucodexError(f"need 1 ≤ min_steps ≤ max_steps, got {self.min_steps} and {self.max_steps}")
 

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .. import codec
 from ..checkpoint import Checkpoint
-from ..errors import NeucodexError
+from ..errors import NeucodexError, short
 from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
@@ -44,11 +44,6 @@ def port_is_free(host: str, port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-def short(text: str, limit: int = 40) -> str:
-    """A client-supplied string as it may be echoed in a status: bounded, so replies stay small."""
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"

@@ -1,0 +1,72 @@
+"""A tampered model.json is refused with one line naming what is wrong — never a traceback."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from neucodex.checkpoint import load_checkpoint
+from neucodex.cli import main
+from neucodex.errors import NeucodexError
+
+TAMPER = {
+    "no model": lambda m: m.pop("model"),
+    "model is a list": lambda m: m.__setitem__("model", []),
+    "kwargs is a list": lambda m: m["model"].__setitem__("kwargs", [1, 2]),
+    "unknown model name": lambda m: m["model"].__setitem__("name", "nope"),
+    "unknown builder keyword": lambda m: m["model"]["kwargs"].__setitem__("frobnicate", 1),
+    "num_classes -1": lambda m: m["model"]["kwargs"].__setitem__("num_classes", -1),
+    "input_size 1e9": lambda m: m["model"]["kwargs"].__setitem__("input_size", 1e9),
+    "in_channels 0": lambda m: m["model"]["kwargs"].__setitem__("in_channels", 0),
+    "T 0": lambda m: m["model"]["kwargs"].__setitem__("T", 0),
+    "huge widths": lambda m: m["model"]["kwargs"].__setitem__("widths", [10**9] * 3),
+    "spiking 'yes'": lambda m: m["model"]["kwargs"].__setitem__("spiking", "yes"),
+    "bottleneck c999999999s1": lambda m: m["model"]["coinference"].__setitem__("bottleneck", "c999999999s1"),
+    "unknown split point": lambda m: m["model"]["coinference"].__setitem__("point", "rb99"),
+    "exit policy with an unknown key": lambda m: m.__setitem__("exit_policy", {"threshold": 0.5, "bogus": 1}),
+    "exit policy a string": lambda m: m.__setitem__("exit_policy", "fast"),
+    "min_steps '1'": lambda m: m.__setitem__("exit_policy", {"threshold": 0.5, "min_steps": "1"}),
+    "threshold 'abc'": lambda m: m.__setitem__("exit_policy", {"threshold": "abc"}),
+    "a 10 KB measure name": lambda m: m.__setitem__("exit_policy", {"measure": "x" * 10_000, "threshold": 0.5}),
+    "channel probabilities out of (0, 1)": lambda m: m.__setitem__("channel_probs", [2.0] * 4),
+    "channel probabilities of the wrong length": lambda m: m.__setitem__("channel_probs", [0.5] * 3),
+    "no sha256": lambda m: m.pop("sha256"),
+    "another format": lambda m: m.__setitem__("format", "pickle"),
+    "a future version": lambda m: m.__setitem__("version", 99),
+    "dataset a list": lambda m: m.__setitem__("dataset", [1]),
+    "metrics a string": lambda m: m.__setitem__("metrics", "x"),
+}
+
+
+@pytest.fixture(scope="module")
+def original(coinference_checkpoint) -> dict:
+    return json.loads((Path(coinference_checkpoint) / "model.json").read_text())
+
+
+def tampered(src: str, original: dict, mutate, tmp_path: Path) -> Path:
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    m = copy.deepcopy(original)
+    mutate(m)
+    (d / "model.json").write_text(json.dumps(m))
+    return d
+
+
+@pytest.mark.parametrize("case", list(TAMPER))
+def test_a_tampered_model_json_is_one_clear_line(case, coinference_checkpoint, original, tmp_path):
+    d = tampered(coinference_checkpoint, original, TAMPER[case], tmp_path)
+    with pytest.raises(NeucodexError) as e:
+        load_checkpoint(d)
+    message = str(e.value)
+    assert "\n" not in message and 10 < len(message) < 400, message
+
+
+def test_the_cli_says_it_in_one_line(coinference_checkpoint, original, tmp_path, capsys):
+    d = tampered(coinference_checkpoint, original, TAMPER["threshold 'abc'"], tmp_path)
+    assert main(["evaluate", "--checkpoint", str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "threshold must be a number" in err[0]
