@@ -77,3 +77,13 @@ def test_report_radio_is_checked_before_any_work(capsys):
     with pytest.raises(SystemExit) as e:
         main(["report", "runs/none", "--radio", "5g"])
     assert e.value.code == 2 and "invalid choice: '5g'" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_is_no_traceback():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neucodex.cli", "datasets"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written (`| head -0`)
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -28,13 +29,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
     except Interrupted as e:
         print(f"neucodex: {e}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("neucodex: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `neucodex datasets | head`: the reader left; no traceback (Python docs' recipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except NeucodexError as e:
         print(f"neucodex: error: {e}", file=sys.stderr)
         return 2
