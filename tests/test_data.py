@@ -211,11 +211,18 @@ def test_caltech101_class_folders(tmp_path):
             img = Image.fromarray(rng.integers(0, 256, (30 + k, 40, 3), dtype=np.uint8))
             img.save(top / cls / f"image_{k + 1:04d}.jpg")
     Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(top / "anchor" / "image_0099.jpg")  # grey
-    splits = {s: build_dataset("caltech101", s, root=tmp_path, size=24) for s in ("train", "val", "test")}
+    cache = tmp_path / "cache"
+    splits = {
+        s: build_dataset("caltech101", s, root=tmp_path, size=24, cache_dir=cache) for s in ("train", "val", "test")
+    }
     assert splits["train"].classes == ["accordion", "anchor"]
     assert sorted(len(splits[s]) for s in splits) == [2, 4, 15]  # 80/20 test, then 10% val
     x, _ = splits["test"][0]
     assert x.shape == (3, 24, 24)
+    assert len(list(cache.glob("imagefolder-*.npz"))) == 1  # decoded once, then read from the cache
+    (top / "anchor" / "image_0001.jpg").unlink()  # a changed folder is decoded again
+    again = sum(len(build_dataset("caltech101", s, root=tmp_path, size=24, cache_dir=cache)) for s in splits)
+    assert len(list(cache.glob("imagefolder-*.npz"))) == 2 and again == sum(len(d) for d in splits.values()) - 1
 
 
 @pytest.mark.parametrize(

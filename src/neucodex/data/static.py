@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from .base import DatasetMissingError, DatasetSpec, Subset, missing, register_dataset
-from .images import ImageArray, ImageFiles, augmentation, cache_root, file_key, read_image_archive, scan_class_folders
+from .images import (
+    ImageArray,
+    ImageFiles,
+    augmentation,
+    cache_root,
+    decode_image,
+    file_key,
+    read_image_archive,
+    scan_class_folders,
+)
 from .splits import holdout_val, stratified_split
 
 VAL_FRACTION = 0.1
@@ -148,12 +159,27 @@ register_dataset(
 # --- Caltech101 and any class-per-folder image set ---
 
 
+FOLDER_CACHE_BYTES = 4 << 30
+"""Image folders up to this many decoded bytes are decoded once and cached; larger ones stream."""
+
+
 def _folder_or_archive(spec: DatasetSpec, path: Path, size: int, channels: int, cache_dir, exclude=()):
     if path.is_dir():
         paths, labels, classes = scan_class_folders(path, exclude)
         if not paths:
             raise missing(spec, path, "no images in class folders")
-        return ImageFiles(paths, labels, classes, size, channels)
+        if len(paths) * size * size * channels > FOLDER_CACHE_BYTES:
+            return ImageFiles(paths, labels, classes, size, channels)
+        # keyed by every file's path, size and mtime: an added, removed or changed image re-decodes
+        listing = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+        cache = cache_root(cache_dir) / f"imagefolder-{file_key(path.resolve(), size, channels, listing)}.npz"
+        if cache.exists():
+            images = np.load(cache, allow_pickle=False)["images"]
+        else:
+            quiet = not sys.stderr.isatty()
+            images = np.stack([decode_image(p, channels, size) for p in tqdm(paths, "decoding", disable=quiet)])
+            np.savez(cache, images=images)
+        return ImageArray(images, labels, classes, size)
     if path.is_file():
         cache = cache_root(cache_dir) / f"imagefolder-{file_key(path, size, channels)}.npz"
         if cache.exists():
