@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -85,6 +86,8 @@ def test_resume_continues_where_it_stopped(tmp_path, capsys):
     assert resumed.wall_s > first.wall_s
     curves = (Path(resumed.checkpoint) / "history.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,train_loss,train_accuracy,val_accuracy") and len(curves) == 3
+    if importlib.util.find_spec("tensorboard"):
+        assert list((Path(resumed.checkpoint) / "tensorboard").glob("events.out.tfevents.*"))
     a, b = load_checkpoint(straight.checkpoint).model, load_checkpoint(resumed.checkpoint).model
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k

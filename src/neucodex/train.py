@@ -101,12 +101,22 @@ def make_schedule(opt: torch.optim.Optimizer, oc: OptimConfig) -> torch.optim.lr
 CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "images_per_s", "wall_s")
 
 
-def write_curves(path: Path, history: list[dict]) -> None:
-    """The training curves as CSV beside the checkpoint (one row per epoch), for any plotting tool."""
-    with open(path, "w", newline="") as f:
+def write_curves(out: Path, history: list[dict]) -> None:
+    """The training curves as ``history.csv`` beside the checkpoint (one row per epoch), and the
+    latest epoch as TensorBoard scalars under ``out/tensorboard`` when TensorBoard is installed."""
+    with open(out / "history.csv", "w", newline="") as f:
         w = csv.DictWriter(f, CURVE_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(history)
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    row = history[-1]
+    with SummaryWriter(str(out / "tensorboard")) as tb:
+        for key in CURVE_FIELDS[1:]:
+            if row.get(key) is not None:
+                tb.add_scalar(key, row[key], row["epoch"])
 
 
 def _save_train_state(d: Path, opt, sched, epoch: int, history: list) -> None:
@@ -249,7 +259,7 @@ def fit(
                     **(meta or {}),
                 )
                 _save_train_state(out, opt, sched, epoch + 1, history)
-                write_curves(out / "history.csv", history)
+                write_curves(out, history)
                 if progress:
                     tqdm.write(
                         f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
