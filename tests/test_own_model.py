@@ -62,5 +62,20 @@ def test_cut_of_a_plain_torch_sequential_and_a_clear_refusal():
     x = torch.rand(2, 3, 8, 8)
     edge, cloud = nc.cut(net, "1")
     assert torch.allclose(cloud(edge(x)), net(x))
-    with pytest.raises(InvalidArgumentError, match="nn.Sequential of named children"):
-        nc.cut(nn.Linear(3, 3), "0")
+
+    class InOrder(nn.Module):  # a custom module whose forward runs its children in order: cut by name
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.act, self.flat, self.fc = net[0], net[1], net[2], net[3]
+
+        def forward(self, x):
+            return self.fc(self.flat(self.act(self.conv(x))))
+
+    class Skips(InOrder):  # … and one whose forward does not: refused in one line
+        def forward(self, x):
+            return self.fc(self.flat(self.conv(x)))
+
+    own = nc.from_sequential(InOrder(), in_channels=3, input_size=8)
+    assert nc.split_points(own) == ["conv", "act", "flat"]
+    with pytest.raises(InvalidArgumentError, match="does not run its children in order"):
+        nc.cut(Skips(), "act", in_channels=3, input_size=8)

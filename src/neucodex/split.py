@@ -22,15 +22,15 @@ def stage_index(model: Backbone, point: str) -> int:
     return model.names().index(point)
 
 
-def cut(model: Backbone | nn.Sequential, point: str) -> tuple[Stages, Stages]:
+def cut(model: Backbone | nn.Module, point: str, **own) -> tuple[Stages, Stages]:
     """``(edge, cloud)``: input … ``point`` and the rest, sharing ``model``'s modules.
 
-    ``model``: a neucodex backbone, or your own ``nn.Sequential`` (split points are its
-    children's names, see :func:`neucodex.models.from_sequential`). Both parts run in either
-    step mode; ``cloud(edge(x)) == model(x)``.
+    ``model``: a neucodex backbone, or your own model made of named children run in order (split
+    points are their names; ``own`` goes to :func:`neucodex.models.from_sequential`, e.g.
+    ``input_size``). Both parts run in either step mode; ``cloud(edge(x)) == model(x)``.
     """
     if not isinstance(model, Backbone):
-        model = from_sequential(model)
+        model = from_sequential(model, **own)
     k = stage_index(model, point)
     # New containers over the same modules: SpikingJelly 2.0 keys its reset_net module cache by
     # container, so each part collects its own list on first reset and the model's stays valid.

@@ -122,8 +122,31 @@ def assemble(
     )
 
 
+@torch.no_grad()
+def _runs_children_in_order(model: nn.Module, children: list, in_channels: int, input_size: int) -> bool:
+    """Whether ``model(x)`` equals its children applied one after another (one eval step, fresh state)."""
+    if len(children) < 2:
+        return True  # refused below with its own message
+    training = model.training
+    model.eval()
+    x = torch.rand(2, in_channels, input_size, input_size)
+    try:
+        functional.reset_net(model)
+        want = model(x)
+        functional.reset_net(model)
+        got = x
+        for _, child in children:
+            got = child(got)
+        same = isinstance(want, torch.Tensor) and want.shape == got.shape and torch.allclose(want, got)
+    except (RuntimeError, TypeError, ValueError):
+        same = False
+    functional.reset_net(model)
+    model.train(training)
+    return same
+
+
 def from_sequential(
-    model: nn.Sequential,
+    model: nn.Module,
     *,
     T: int = 4,
     in_channels: int = 3,
@@ -132,19 +155,20 @@ def from_sequential(
     arch: str = "custom",
 ) -> Backbone:
     """Your own model as a :class:`Backbone`: an ``nn.Sequential`` (plain torch or SpikingJelly
-    layers) whose named children run in order. Every child but the last is a split point (its
-    name); the last is the head. Shares the modules; a static image is repeated over ``T``.
+    layers), or any module whose forward runs its named children in order (checked on a random
+    input). Every child but the last is a split point (its name); the last is the head. Shares
+    the modules; a static image is repeated over ``T``.
     """
     from spikingjelly.activation_based.neuron import BaseNode
 
     from .layers import InputEncoder
 
-    if not isinstance(model, nn.Sequential):
-        raise InvalidArgumentError(
-            f"cut and co-inference need a neucodex Backbone or an nn.Sequential of named children run in order "
-            f"(got {type(model).__name__}); wrap your layers in nn.Sequential(OrderedDict(...))"
-        )
     children = list(model.named_children())
+    if not isinstance(model, nn.Sequential) and not _runs_children_in_order(model, children, in_channels, input_size):
+        raise InvalidArgumentError(
+            f"{type(model).__name__}.forward does not run its children in order (checked on a random input), so it "
+            "cannot be cut by child names; wrap the layers in nn.Sequential(OrderedDict(...))"
+        )
     if len(children) < 2:
         raise InvalidArgumentError("a model to cut needs at least two children (an edge part and a head)")
     spiking = any(isinstance(m, BaseNode) for m in model.modules())
