@@ -71,9 +71,22 @@ def test_demo_quick_json(tmp_path):
     assert again["reused"] and again["backbone_accuracy"] == s["backbone_accuracy"]
 
 
-def test_report_command_on_a_trained_run(coinference_checkpoint, capsys):
+def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeypatch):
+    import matplotlib.figure
+
+    saved, savefig = [], matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda f, *a, **k: (saved.append(f), savefig(f, *a, **k)))
     run_dir = Path(coinference_checkpoint).parent
     assert main(["report", str(run_dir), "--samples", "32", "--json"]) == 0
+    assert len(saved) == 4
+    for fig in saved:  # plots a reader can read: labelled axes, legends beside the data, plain tick labels
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+        fig.canvas.draw()
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().x0 >= ax.get_window_extent().x1, ax.get_title()
+        assert not any("times" in t.get_text() for t in ax.get_xticklabels()), ax.get_title()
     r = json.loads(capsys.readouterr().out)
     assert r["samples"] == 32 and r["table1"][0]["point"] == "conv2"
     assert {"snn_45nm", "snn_rolls", "dnn_45nm"} <= set(r["split_energy"])
