@@ -64,10 +64,11 @@ def markdown(rows: list[dict]) -> str:
     ]
     for r in rows:
         d = r.get("demo") or {}
-        bits = d.get("payload_bits")
+        bits, steps = d.get("payload_bits"), d.get("mean_steps")
         out.append(
             f"| `{r['name']}` | {r['kind']} | {r['model']} | {r['T']} | {r['point'] or '–'} | "
             f"{r['bottleneck'] or '–'} | {pct(r['accuracy'])} | {pct(d.get('accuracy'))} | "
-            f"{d.get('mean_steps', '–')} | {'–' if bits is None else f'{bits:.0f}'} | `{r['sha256'][:12]}…` |"
+            f"{'–' if steps is None else f'{steps:.3g}'} | {'–' if bits is None else f'{bits:.0f}'} | "
+            f"`{r['sha256'][:12]}…` |"
         )
     return "\n".join(out)
