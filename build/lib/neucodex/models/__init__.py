@@ -1,8 +1,0 @@
-"""Spiking backbones (and their DNN twins) built from SpikingJelly layers."""
-
-from . import zoo as _zoo  # noqa: F401  (registers the entry points)
-from .backbone import Backbone, Stages
-from .layers import NeuronConfig
-from .registry import create_model, list_models, register_model
-
-__all__ = ["Backbone", "NeuronConfig", "Stages", "create_model", "list_models", "register_model"]

@@ -1,1 +1,0 @@
-"""Experiment presets shipped with the package (``neucodex train --config NAME``)."""
