@@ -190,15 +190,15 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
                     answer = self._step(session, f.packet, want_logits, context)
                     record.frames += 1
                     self.metrics.frame(answer.cloud_ms, answer.batch)
-                    yield pb.CloudMessage(answer=answer)
-                    if answer.exit:
+                    if answer.exit:  # account before the yield: an edge may close on its last answer
                         record.samples += 1
                         self.metrics.sample(answer.timestep + 1)
                         last_number = session.number
                         session.end()
                         self.batcher.sample_ended()
-                        if self.draining.is_set():
-                            return
+                    yield pb.CloudMessage(answer=answer)
+                    if answer.exit and self.draining.is_set():
+                        return
                 else:
                     context.abort(grpc.StatusCode.FAILED_PRECONDITION, "session is already open; send frames")
         finally:
