@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 from neucodex.data import build_dataset
+from neucodex.errors import InvalidArgumentError
 
 PLUGIN = """
 from neucodex.data import DatasetSpec, build_dataset
@@ -100,3 +103,44 @@ def test_build_dataset_applies_torchvision_v2_transforms():
     (x, y), (fx, fy) = plain[3], flipped[3]
     assert torch.equal(fx, torch.flip(x, dims=[-1]) * 2) and fy == y + 100
     assert len(flipped) == len(plain) and flipped.classes == plain.classes
+
+
+def test_build_dataset_applies_tonic_event_transforms_before_framing(tmp_path):
+    from tonic import transforms as tt
+
+    from test_data import write_bin
+
+    rng = np.random.default_rng(0)
+    for digit in range(2):
+        d = tmp_path / "Train" / str(digit)
+        d.mkdir(parents=True)
+        for k in range(10):
+            n = 300
+            ev = zip(
+                rng.integers(0, 34, n).tolist(),
+                rng.integers(0, 34, n).tolist(),
+                rng.integers(0, 2, n).tolist(),
+                sorted(rng.integers(0, 300_000, n).tolist()),
+                strict=True,
+            )
+            write_bin(d / f"{k:05d}.bin", list(ev))
+    kw = dict(root=tmp_path, T=2, size=34, cache_dir=tmp_path / "cache")
+    plain = build_dataset("nmnist", "train", **kw)
+    flipped = build_dataset("nmnist", "train", event_transform=tt.RandomFlipLR(sensor_size=(34, 34, 2), p=1.0), **kw)
+    dropped = build_dataset("nmnist", "train", event_transform=tt.DropEvent(p=1.0), **kw)
+    x, y = plain[0]
+    assert x.sum() > 0
+    assert torch.equal(flipped[0][0], torch.flip(x, dims=[-1])) and flipped[0][1] == y
+    assert dropped[0][0].sum() == 0
+    assert torch.equal(build_dataset("nmnist", "train", **kw)[0][0], x)  # the frame cache stays untransformed
+    # the emulated set too: events swapped in polarity land in the other channel
+    swap = build_dataset("digits-dvs", "test", T=2, event_transform=lambda ev: _swapped(ev))
+    ex, sx = build_dataset("digits-dvs", "test", T=2)[0][0], swap[0][0]
+    assert ex.sum() > 0 and torch.equal(sx, ex.flip(1))
+    with pytest.raises(InvalidArgumentError, match="event_transform applies to event datasets; digits holds"):
+        build_dataset("digits", "test", event_transform=tt.DropEvent(p=0.5))
+
+
+def _swapped(ev):
+    ev["p"] = 1 - ev["p"]
+    return ev

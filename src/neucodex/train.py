@@ -212,7 +212,8 @@ def fit(
                 desc=f"epoch {epoch + 1}/{oc.epochs}",
                 leave=False,
                 dynamic_ncols=True,
-                disable=not progress or rank != 0 or not sys.stderr.isatty(),
+                disable=not progress or rank != 0,
+                mininterval=0.1 if sys.stderr.isatty() else 60.0,  # a log file gets a line a minute
             )
             for x, y in bar:
                 x, y = to_model_input(x, device), y.to(device)

@@ -33,17 +33,30 @@ def build_dataset(
     cache_dir: str | Path | None = None,
     transform: Callable | None = None,
     target_transform: Callable | None = None,
+    event_transform: Callable | None = None,
 ) -> Dataset:
     """A dataset split by name; missing files raise :class:`DatasetMissingError` saying where/how.
 
     ``transform`` is applied to each sample's input as the dataset gives it — a ``[C, H, W]``
     float image in [0, 1], or ``[T, 2, H, W]`` event frames — after the built-in resizing and
     augmentation (torchvision v2 transforms take both); ``target_transform`` to its label.
+    ``event_transform`` (event datasets only) is applied to each recording's events — Tonic's
+    structured ``x, y, t, p`` array — before they are framed into T bins, so Tonic's event
+    transforms (``Denoise``, ``DropEvent``, ``RandomFlipLR``, ``TimeJitter``, …) apply unchanged;
+    it must keep events inside the recording's sensor. Recordings are then read and framed again
+    on every access (a random transform differs per epoch) instead of coming from the frame cache.
     """
     spec = dataset_spec(name)
     check_split(split)
     if T < 1:
         raise InvalidArgumentError(f"T must be >= 1 (got {T})")
+    extra = {}
+    if event_transform is not None:
+        if spec.kind != "events":
+            raise InvalidArgumentError(
+                f"event_transform applies to event datasets; {name} holds {spec.kind} (use transform=)"
+            )
+        extra["event_transform"] = event_transform
     ds = spec.builder(
         spec,
         split,
@@ -54,6 +67,7 @@ def build_dataset(
         download=download,
         seed=seed,
         cache_dir=cache_dir,
+        **extra,
     )
     return Transformed(ds, transform, target_transform) if transform or target_transform else ds
 

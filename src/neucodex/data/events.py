@@ -74,9 +74,11 @@ class EventFiles(Dataset):
         T: int,
         size: int,
         cache_dir=None,
+        event_transform: Callable | None = None,
     ) -> None:
         self.paths, self.targets, self.classes = paths, [int(t) for t in targets], classes
         self.reader, self.sensor_size, self.T, self.size = reader, sensor_size, T, size
+        self.event_transform = event_transform
         self.cache = cache_root(cache_dir) / "frames"
         self.cache.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +88,7 @@ class EventFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.paths[i]
         cached = self.cache / f"{file_key(path, self.T, self.size, self.sensor_size)}.npy"
-        if cached.exists():
+        if cached.exists() and self.event_transform is None:
             return torch.from_numpy(np.load(cached).astype(np.float32)), self.targets[i]
         ev = self.reader(path)
         sensor = self.sensor_size
@@ -94,6 +96,8 @@ class EventFiles(Dataset):
             ev["x"] -= ev["x"].min(initial=0)
             ev["y"] -= ev["y"].min(initial=0)
             sensor = (int(ev["x"].max(initial=0)) + 1, int(ev["y"].max(initial=0)) + 1, 2)
+        if self.event_transform is not None:  # the cache holds untransformed frames only
+            return to_frames(self.event_transform(ev), sensor, self.T, self.size), self.targets[i]
         frames = to_frames(ev, sensor, self.T, self.size)
         tmp = cached.with_suffix(".tmp.npy")
         np.save(tmp, frames.numpy().astype(np.float16))
@@ -146,7 +150,7 @@ def _recordings(spec: DatasetSpec, folder: Path, suffix: str, exclude=()):
     return found
 
 
-def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_):
     if root is None:
         raise missing(spec, None, "")
     if download and not Path(root).exists():
@@ -157,10 +161,13 @@ def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cach
         root = Path(root) / "NMNIST"
     folder = _extracted(Path(root), cache_dir)
     size = size or spec.default_size
-    base = EventFiles(*_recordings(spec, folder / "Train", ".bin"), read_bin, (34, 34, 2), T, size, cache_dir)
-    test = None
-    if (folder / "Test").is_dir():
-        test = EventFiles(*_recordings(spec, folder / "Test", ".bin"), read_bin, (34, 34, 2), T, size, cache_dir)
+
+    def files(part: str) -> EventFiles:
+        found = _recordings(spec, folder / part, ".bin")
+        return EventFiles(*found, read_bin, (34, 34, 2), T, size, cache_dir, event_transform)
+
+    base = files("Train")
+    test = files("Test") if (folder / "Test").is_dir() else None
     return _split(base, split, seed, test)
 
 
@@ -180,7 +187,9 @@ register_dataset(
 )
 
 
-def _ncaltech101(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+def _ncaltech101(
+    spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_
+):
     if root is None:
         raise missing(spec, None, "")
     folder = Path(root) / "NCALTECH101" / "Caltech101"
@@ -190,7 +199,7 @@ def _ncaltech101(spec, split, root=None, T=4, size=None, download=False, seed=0,
         NCALTECH101(str(root))
     size = size or spec.default_size
     found = _recordings(spec, folder, ".bin", exclude=("BACKGROUND_Google",))
-    return _split(EventFiles(*found, read_bin, None, T, size, cache_dir), split, seed)
+    return _split(EventFiles(*found, read_bin, None, T, size, cache_dir, event_transform), split, seed)
 
 
 register_dataset(
@@ -208,7 +217,9 @@ register_dataset(
 )
 
 
-def _cifar10dvs(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, **_):
+def _cifar10dvs(
+    spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_
+):
     if root is None:
         raise missing(spec, None, "")
     folder = Path(root) / "CIFAR10DVS"
@@ -218,7 +229,7 @@ def _cifar10dvs(spec, split, root=None, T=4, size=None, download=False, seed=0, 
         CIFAR10DVS(str(root))
     size = size or spec.default_size
     found = _recordings(spec, folder, ".aedat4")
-    return _split(EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir), split, seed)
+    return _split(EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir, event_transform), split, seed)
 
 
 register_dataset(
@@ -237,31 +248,40 @@ register_dataset(
 
 
 class EmulatedEvents(Dataset):
-    """A static image dataset seen through the DVS emulator, framed into T bins (in memory)."""
+    """A static image dataset seen through the DVS emulator, framed into T bins (in memory;
+    with an ``event_transform`` the events are kept and framed again on every access)."""
 
-    def __init__(self, images: Dataset, emulator: DVSEmulator, T: int, size: int) -> None:
+    def __init__(
+        self, images: Dataset, emulator: DVSEmulator, T: int, size: int, event_transform: Callable | None = None
+    ) -> None:
         self.images, self.emulator, self.T, self.size = images, emulator, T, size
+        self.event_transform = event_transform
         self.targets = list(images.targets)
         self.classes = images.classes
         self._frames: dict[int, torch.Tensor] = {}
+        self._events: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        sensor = (self.size, self.size, 2)  # the images come at ``size``
+        if self.event_transform is not None:
+            if i not in self._events:
+                self._events[i] = self.emulator(self.images[i][0].numpy(), seed=i)
+            return to_frames(self.event_transform(self._events[i].copy()), sensor, self.T, self.size), self.targets[i]
         if i not in self._frames:
-            img, _ = self.images[i]
-            ev = self.emulator(img.numpy(), seed=i)
-            self._frames[i] = to_frames(ev, (img.shape[-1], img.shape[-2], 2), self.T, self.size)
+            self._frames[i] = to_frames(self.emulator(self.images[i][0].numpy(), seed=i), sensor, self.T, self.size)
         return self._frames[i], self.targets[i]
 
 
-def _digits_dvs(spec, split, root=None, T=4, size=None, **_):
+def _digits_dvs(spec, split, root=None, T=4, size=None, event_transform=None, **_):
     from .static import digits_images
 
     size = size or spec.default_size
     images, parts = digits_images(size)
-    return Subset(EmulatedEvents(images, DVSEmulator(), T, size), parts[split], classes=images.classes)
+    events = EmulatedEvents(images, DVSEmulator(), T, size, event_transform)
+    return Subset(events, parts[split], classes=images.classes)
 
 
 register_dataset(
