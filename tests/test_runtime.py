@@ -650,3 +650,30 @@ def test_replicas_round_robin_and_a_killed_replica_loses_no_sample(setup, coinfe
         assert [r.status for r in rs] == ["ok"] * N
         assert [r.prediction for r in rs] == preds and [r.steps for r in rs] == steps
     assert sum(r.retries for rs in results.values() for r in rs) >= load[victim]  # its edges replayed elsewhere
+
+
+def test_ctrl_c_in_edge_and_serve_is_one_line(coinference_checkpoint):
+    """Ctrl-C one second into a run (the command is working: the link is slow) ends the edge with
+    one line and exit 130, and the server with a drain and exit 0 — no traceback, no hang."""
+    proc, address = spawn_server(coinference_checkpoint, "--delay-ms", "300", "--grace", "2")
+    interrupt_after_1s = (
+        "import os, signal, sys, threading\n"
+        "from neucodex.cli import main\n"
+        "threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    try:
+        edge = subprocess.run(
+            [sys.executable, "-c", interrupt_after_1s, "edge", "--checkpoint", str(coinference_checkpoint)]
+            + ["--server", address, "--limit", "50", "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc, err = proc.wait(timeout=30), proc.stderr.read()
+    assert edge.returncode == 130 and edge.stderr.strip().splitlines() == ["neucodex: interrupted (Ctrl-C)"], (
+        edge.stderr
+    )
+    assert rc == 0 and "draining" in err and "Traceback" not in err, err
