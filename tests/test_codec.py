@@ -88,6 +88,22 @@ def test_encode_rejects_bad_input():
         codec.encode(torch.zeros(2, 2, 2), "entropy", channel_probs=np.ones(3) / 2)
 
 
+@pytest.mark.parametrize("bad", [0.5, 2.0, -1.0, float("nan"), float("inf"), 1e-45, 1.0000001])
+@pytest.mark.parametrize("fmt", ["bitmap", "sparse", "entropy", "auto"])
+def test_any_non_binary_float32_value_is_refused(bad, fmt):
+    x = np.zeros((4, 8, 8), np.float32)
+    x[1, 2, 3], x[0, 0, 0] = 1.0, bad
+    with pytest.raises(CodecError, match="binary map"):
+        codec.encode(x, fmt)
+
+
+@pytest.mark.parametrize("x", [np.array([[[-0.0, 1.0, 0.0]]], np.float32), np.eye(8, dtype=np.float32)[None, :, ::2]])
+def test_negative_zero_and_strided_float32_maps_encode(x):
+    assert x.dtype == np.float32
+    for fmt in ("bitmap", "sparse", "entropy"):
+        assert np.array_equal(codec.decode(codec.encode(x, fmt))[0], np.abs(x))
+
+
 def with_crc(pkt: bytes) -> bytes:
     """Recompute the CRC so a mutation reaches the deeper checks."""
     head, payload = pkt[: codec.HEADER_BYTES - 4], pkt[codec.HEADER_BYTES :]

@@ -80,10 +80,19 @@ def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     raise CodecError(f"expected a [C, H, W] or [N, C, H, W] map, got shape {tuple(shape)}")
 
 
+_ONE_F32 = np.float32(1.0).view(np.uint32)
+
+
 def _binary(a: np.ndarray) -> np.ndarray:
+    """``a`` as 0/1 (bool or uint8), or :class:`CodecError` if it holds any other value."""
     if a.dtype == np.bool_:
-        return a.astype(np.uint8)
-    if np.any((a != 0) & (a != 1)):
+        return a
+    if a.dtype == np.float32 and a.flags.c_contiguous:  # the spikes' usual form: two counts, no temporaries
+        u = a.view(np.uint32)
+        ones = u == _ONE_F32
+        if np.count_nonzero(u) == np.count_nonzero(ones):  # every non-zero word is exactly 1.0
+            return ones
+    if np.any((a != 0) & (a != 1)):  # the general check (also takes -0.0 and other dtypes)
         raise CodecError("spike formats need a binary map (values 0 and 1); use 'uint8' for real features")
     return a.astype(np.uint8)
 
@@ -195,15 +204,19 @@ def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) 
                 raise CodecError("uint8 format takes values in [0, 1] (8-bit quantised features)")
             flat = np.rint(flat.astype(np.float64) * 255).astype(np.uint8)
         return flat.tobytes(), 0
-    bits = _binary(flat)
+    if fmt not in SPIKE_FORMATS:
+        raise CodecError(f"unknown format {fmt!r}; choose from {', '.join([*FORMATS, 'auto'])}")
+    return _spike_payload(fmt, _binary(flat), channel_probs, shape4)
+
+
+def _spike_payload(fmt: str, bits: np.ndarray, channel_probs: np.ndarray | None, shape4) -> tuple[bytes, int]:
+    """(payload, flags) for flat 0/1 ``bits`` in a spike format."""
     if fmt == "bitmap":
         return np.packbits(bits).tobytes(), 0
     if fmt == "sparse":
         return _sparse_encode(bits)
-    if fmt == "entropy":
-        flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0
-        return _entropy_encode(bits, shape4, channel_probs), flags
-    raise CodecError(f"unknown format {fmt!r}; choose from {', '.join([*FORMATS, 'auto'])}")
+    flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0  # entropy
+    return _entropy_encode(bits, shape4, channel_probs), flags
 
 
 def encode(
@@ -226,11 +239,13 @@ def encode(
     if not 0 <= timestep <= 0xFFFF:
         raise CodecError(f"timestep must be in 0..65535, got {timestep}")
     if format == "auto":
-        if a.dtype != np.bool_ and not np.isin(a, (0, 1)).all():
-            raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'")
-        candidates = [(_payload(f, a, None, shape4), f) for f in SPIKE_FORMATS]
+        try:
+            bits = _binary(a.reshape(-1))
+        except CodecError:
+            raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'") from None
+        candidates = [(_spike_payload(f, bits, None, shape4), f) for f in SPIKE_FORMATS]
         if channel_probs is not None:  # learned probabilities compete too: never worse than without
-            candidates.append((_payload("entropy", a, channel_probs, shape4), "entropy"))
+            candidates.append((_spike_payload("entropy", bits, channel_probs, shape4), "entropy"))
         (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
     else:
         payload, flags = _payload(format, a, channel_probs, shape4)
@@ -294,10 +309,10 @@ def decode_packet(
     if fmt == "bitmap":
         if len(payload) != (n + 7) // 8:
             raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
-        bits = np.unpackbits(np.frombuffer(payload, np.uint8))
-        if bits[n:].any():
+        raw = np.frombuffer(payload, np.uint8)
+        if n % 8 and raw[-1] & ((1 << (8 - n % 8)) - 1):
             raise CodecError("bitmap padding bits are not zero")
-        values = bits[:n].astype(np.float32)
+        values = np.unpackbits(raw, count=n).astype(np.float32)
     elif fmt == "sparse":
         values = _sparse_decode(payload, n, hd["flags"])
     elif fmt == "entropy":
