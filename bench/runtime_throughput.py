@@ -5,16 +5,16 @@
 1. Overhead: one edge, no pipelining; the round trip per frame against the model's own compute
    (edge head + encoder + encoding, and the cloud's decode + decoder + tail) measured in-process.
 2. Throughput: ``neucodex serve`` in its own process, with and without dynamic batching; 1, 8
-   and 64 concurrent edges replaying pre-encoded packets (all T steps each, no early exit), so
-   the figure is the server's, not the edges' compute. Samples/s and the ratio batching on / off.
+   and 64 concurrent edges (asyncio, one connection each) replaying pre-encoded packets, so the
+   figure is the server's, not the edges' compute. All T steps per sample (the edges send a
+   never-exit policy), and separately with the checkpoint's calibrated exit (mean steps shown).
 """
 
 from __future__ import annotations
 
 import argparse
-import queue
+import asyncio
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.cloud import CloudModel
 from neucodex.runtime.process import spawn_server, stop_server
+from neucodex.runtime.protocol import policy_to_pb
 
 NEVER = ExitPolicy(threshold=2.0)
 
@@ -75,43 +76,44 @@ def overhead(ck_dir: Path, ck, ds, n: int) -> dict:
     }
 
 
-def replay(address: str, model_id: str, T: int, samples: list[list[bytes]], done: list[int]) -> None:
-    """One lightweight edge: send each frame, wait for its answer, stop a sample on exit."""
-    with grpc.insecure_channel(address) as ch:
-        requests: queue.Queue = queue.Queue()
-        requests.put(pb.EdgeMessage(open=pb.Open(model_id=model_id, T=T, codec="auto")))
-        answers = pb_grpc.CoInferenceStub(ch).Stream(iter(requests.get, None))
-        next(answers)  # Opened
+async def _replay(address: str, model_id: str, T: int, samples: list[list[bytes]], policy, steps: list[int]) -> None:
+    """One lightweight edge on its own connection: send a frame, wait for its answer, end the
+    sample on exit. ``policy`` is sent in ``Open`` (None: the server's calibrated exit)."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = pb_grpc.CoInferenceStub(ch).Stream()
+        opened = pb.Open(model_id=model_id, T=T, codec="auto")
+        if policy is not None:
+            opened.policy.CopyFrom(policy_to_pb(policy))
+        await call.write(pb.EdgeMessage(open=opened))
+        await call.read()  # Opened
         for s, sample in enumerate(samples):
-            for t, p in enumerate(sample):
-                requests.put(pb.EdgeMessage(frame=pb.Frame(sample=s, timestep=t, packet=p)))
-                if next(answers).answer.exit:
+            for t, packet in enumerate(sample):
+                await call.write(pb.EdgeMessage(frame=pb.Frame(sample=s, timestep=t, packet=packet)))
+                if (await call.read()).answer.exit:
+                    steps.append(t + 1)
                     break
-            done.append(1)
-        requests.put(None)
+        await call.done_writing()
 
 
-def throughput(ck_dir: Path, ck, packets: list[list[bytes]], clients: int, batching: bool, seconds: float) -> float:
-    flags = [] if batching else ["--no-batching"]
-    proc, address = spawn_server(ck_dir, "--max-sessions", "256", *flags)
-    try:
-        per = max(1, len(packets) // clients)
-        reps = 1
-        while True:  # repeat the workload until it runs for at least `seconds`
-            done: list[int] = []
-            jobs = [packets[(k * per) % len(packets) :][:per] * reps for k in range(clients)]
-            threads = [threading.Thread(target=replay, args=(address, ck.model_id, ck.model.T, j, done)) for j in jobs]
-            t0 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - t0
-            if wall >= seconds or reps >= 64:
-                return len(done) / wall
-            reps *= 2
-    finally:
-        stop_server(proc)
+async def _edges(address: str, ck, jobs: list[list[list[bytes]]], policy, steps: list[int]) -> float:
+    t0 = time.perf_counter()
+    await asyncio.gather(*(_replay(address, ck.model_id, ck.model.T, j, policy, steps) for j in jobs))
+    return time.perf_counter() - t0
+
+
+def throughput(
+    address: str, ck, packets: list[list[bytes]], clients: int, seconds: float, policy
+) -> tuple[float, float]:
+    """(samples/s, mean timesteps per sample) of ``clients`` concurrent edges against one server."""
+    per = max(1, len(packets) // clients)
+    reps = 1
+    while True:  # repeat the workload until it runs for at least `seconds`
+        steps: list[int] = []
+        jobs = [packets[(k * per) % len(packets) :][:per] * reps for k in range(clients)]
+        wall = asyncio.run(_edges(address, ck, jobs, policy, steps))
+        if wall >= seconds or reps >= 64:
+            return len(steps) / wall, statistics.fmean(steps)
+        reps *= 2
 
 
 def main() -> None:
@@ -134,12 +136,24 @@ def main() -> None:
     )
     packets = packets_for(ck, ds, args.samples)
     print(
-        f"{'edges':>5} {'batching off':>14} {'batching on':>13} {'on/off':>7}   (samples/s, all T={ck.model.T} steps)"
+        f"{'edges':>5} | all T={ck.model.T} steps (never-exit policy): {'batching off':>12} {'on':>7} {'on/off':>6}"
+        f" | with the calibrated exit, batching on: samples/s (mean steps)"
     )
     for c in (int(v) for v in args.clients.split(",")):
-        off = throughput(args.checkpoint, ck, packets, c, False, args.seconds)
-        on = throughput(args.checkpoint, ck, packets, c, True, args.seconds)
-        print(f"{c:>5} {off:>14.1f} {on:>13.1f} {on / off:>7.2f}")
+        row = {}
+        for batching in (False, True):
+            flags = [] if batching else ["--no-batching"]
+            proc, address = spawn_server(
+                args.checkpoint, "--max-sessions", "256", "--max-sessions-per-client", "256", *flags
+            )
+            try:
+                row[batching] = throughput(address, ck, packets, c, args.seconds, NEVER)
+                if batching:
+                    row["exit"] = throughput(address, ck, packets, c, args.seconds, None)
+            finally:
+                stop_server(proc)
+        (off, _), (on, _), (ex, ex_steps) = row[False], row[True], row["exit"]
+        print(f"{c:>5} | {'':>38}{off:>12.1f} {on:>7.1f} {on / off:>6.2f} | {ex:.1f} ({ex_steps:.2f})")
 
 
 if __name__ == "__main__":

@@ -117,3 +117,28 @@ def test_calibrate_command(tmp_path, capsys):
     assert meta["exit_policy"] == r["chosen"]["policy"]
     assert (tmp_path / "tiny" / "backbone" / "exit_tradeoff.png").stat().st_size > 1000
     assert meta["sha256"] == m.model_id  # the weights, and so the model id, are unchanged
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_one_check_per_batch_equals_one_check_per_session(measure):
+    """The server decides a whole batch at once: rows at different timesteps, under different
+    policies and T, get exactly the decisions each would get alone."""
+    from neucodex.runtime.cloud import CloudSession, record_batch
+
+    torch.manual_seed(0)
+    policies = [ExitPolicy(measure, 0.5), ExitPolicy(measure, 0.9, min_steps=2), ExitPolicy(measure, 0.3, max_steps=2)]
+    batch = []
+    for k in range(9):
+        s = CloudSession(None, policies[k % 3], T=3 + k % 2)  # type: ignore[arg-type]
+        s.number, s.t, s.sums = k, k % 3, (torch.randn(10) * 3 if k % 3 else None)
+        batch.append(s)
+    logits = torch.randn(9, 10) * 3
+    expected = []
+    for s, row in zip(batch, logits, strict=True):  # the per-session check, int t, as before batching
+        sums = row if s.sums is None else s.sums + row
+        done, conf = s.policy.check(sums[None], s.t + 1, s.T)
+        expected.append((s.t, int((sums / (s.t + 1)).argmax()), bool(done[0]), float(conf[0])))
+    together = record_batch(batch, logits, [[] for _ in batch])
+    for d, (t, pred, done, conf) in zip(together, expected, strict=True):
+        assert (d.timestep, d.prediction, d.exit) == (t, pred, done) and d.confidence == pytest.approx(conf, abs=1e-6)
+    assert {d.exit for d in together} == {True, False}

@@ -62,11 +62,13 @@ class ExitPolicy:
         if self.min_steps < 1 or (self.max_steps is not None and self.max_steps < self.min_steps):
             raise NeucodexError(f"need 1 ≤ min_steps ≤ max_steps, got {self.min_steps} and {self.max_steps}")
 
-    def check(self, sum_logits: torch.Tensor, t: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Online: after ``t`` timesteps (1-based) with logits summed so far ``[B, K]`` → (exit, confidence)."""
+    def check(self, sum_logits: torch.Tensor, t: int | torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Online: after ``t`` timesteps (1-based; an int, or one per row ``[B]``) with logits summed
+        so far ``[B, K]`` → (exit, confidence)."""
         last = min(T, self.max_steps or T)
-        conf = confidence(sum_logits.float() / t, self.measure)
-        return (t >= last) | ((t >= self.min_steps) & (conf >= self.threshold)), conf
+        steps = torch.as_tensor(t)
+        conf = confidence(sum_logits.float() / (steps[:, None] if steps.dim() else steps), self.measure)
+        return (steps >= last) | ((steps >= self.min_steps) & (conf >= self.threshold)), conf
 
     def should_exit(self, sum_logits: torch.Tensor, t: int, T: int) -> torch.Tensor:
         return self.check(sum_logits, t, T)[0]

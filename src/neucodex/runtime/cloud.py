@@ -10,11 +10,10 @@ be batched with another session's fifth.
 
 from __future__ import annotations
 
+import asyncio
 import copy
-import queue
-import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,91 +93,100 @@ class CloudModel:
 class Job:
     """One session's frame waiting for the batcher."""
 
+    session: CloudSession
     code: torch.Tensor  # [1, C', H', W']
-    state: State
-    future: Future  # → StepResult
+    future: asyncio.Future  # → StepResult
+    queued: float  # time.monotonic() when it arrived
 
 
 @dataclass(frozen=True)
 class StepResult:
-    logits: torch.Tensor  # [K]
-    state: State
+    decision: Decision
     cloud_ms: float  # the batch's model time
     batch: int  # frames run together
 
 
 class Batcher:
-    """One worker thread runs the cloud model; frames arriving together are run together.
+    """Frames of many sessions stepped together, driven by the server's event loop.
 
-    After the first frame it takes whatever else is queued, and waits up to ``max_wait`` for
-    more only while fewer frames are in hand than sessions mid-sample (no one else can send).
-    ``max_batch=1`` turns dynamic batching off (frames run one by one on the same worker).
+    A frame that arrives while a batch runs waits for the next one; otherwise it waits up to
+    ``max_wait`` for more only while fewer frames are in hand than sessions mid-sample (no one
+    else can send). A batch runs on one model thread, so the loop keeps receiving meanwhile —
+    except a lone frame with no other sample open, which runs inline on the loop (no thread
+    hand-off). Every batch's exit decisions are made together (:func:`record_batch`).
+    ``max_batch=1`` turns dynamic batching off.
     """
 
     def __init__(self, cloud: CloudModel, max_batch: int = 32, max_wait: float = 0.002) -> None:
         self.cloud = cloud
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait
-        self.active = 0  # sessions with a sample in progress
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="neucodex-batcher", daemon=True)
-        self._thread.start()
+        self.active = 0  # sessions with a sample in progress (changed on the loop only)
+        self._pending: list[Job] = []
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._model = ThreadPoolExecutor(1, thread_name_prefix="neucodex-model")
 
     def sample_started(self) -> None:
-        with self._lock:
-            self.active += 1
+        self.active += 1
 
     def sample_ended(self) -> None:
-        with self._lock:
-            self.active = max(0, self.active - 1)
+        self.active = max(0, self.active - 1)
 
-    def submit(self, code: torch.Tensor, state: State) -> Future:
-        """Queue one session's ``[1, C', H', W']`` code; the future gives a :class:`StepResult`."""
-        fut: Future = Future()
-        self._queue.put(Job(code, state, fut))
-        return fut
+    async def step(self, session: CloudSession, code: torch.Tensor) -> StepResult:
+        """Run one timestep of ``session`` on its ``[1, C', H', W']`` code; its decision after it."""
+        loop = asyncio.get_running_loop()
+        job = Job(session, code, loop.create_future(), time.monotonic())
+        self._pending.append(job)
+        self._kick(loop)
+        return await job.future
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        self._model.shutdown(wait=True, cancel_futures=True)
 
-    def _collect(self, first: Job) -> list[Job]:
-        jobs = [first]
-        deadline = time.monotonic() + self.max_wait
-        while len(jobs) < self.max_batch:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if len(jobs) >= self.active or remaining <= 0:
-                    break
-                try:
-                    job = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-            if job is None:
-                self._queue.put(None)
-                break
-            jobs.append(job)
-        return jobs
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._busy or not self._pending:
+            return
+        if len(self._pending) < min(self.active, self.max_batch):  # others are mid-sample: wait a little
+            remaining = self._pending[0].queued + self.max_wait - time.monotonic()
+            if remaining > 0:
+                self._timer = loop.call_later(remaining, self._kick, loop)
                 return
-            jobs = self._collect(first)
-            t0 = time.perf_counter()
-            try:
-                logits, states = self.cloud.step(torch.cat([j.code for j in jobs]), [j.state for j in jobs])
-            except Exception as e:  # noqa: BLE001 — handed to every waiting session, the worker goes on
-                for j in jobs:
+        jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        if len(jobs) == 1 and self.active <= 1:
+            self._finish(jobs, self._run, jobs)
+            self._kick(loop)
+            return
+        self._busy = True
+        done = loop.run_in_executor(self._model, self._run, jobs)
+        done.add_done_callback(lambda f: self._done(loop, jobs, f))
+
+    def _run(self, jobs: list[Job]) -> tuple[torch.Tensor, list[State], float]:
+        t0 = time.perf_counter()
+        logits, states = self.cloud.step(torch.cat([j.code for j in jobs]), [j.session.state for j in jobs])
+        return logits, states, (time.perf_counter() - t0) * 1000.0
+
+    def _done(self, loop: asyncio.AbstractEventLoop, jobs: list[Job], f: asyncio.Future) -> None:
+        self._busy = False
+        self._finish(jobs, f.result)
+        self._kick(loop)
+
+    def _finish(self, jobs: list[Job], result, *args) -> None:
+        """Decide for the batch whose model step ``result(*args)`` returns, and answer each job."""
+        try:
+            logits, states, ms = result(*args)
+            decisions = record_batch([j.session for j in jobs], logits, states)
+        except Exception as e:  # noqa: BLE001 — handed to every waiting session, the loop goes on
+            for j in jobs:
+                if not j.future.done():
                     j.future.set_exception(e)
-                continue
-            ms = (time.perf_counter() - t0) * 1000.0
-            for b, j in enumerate(jobs):
-                j.future.set_result(StepResult(logits[b], states[b], ms, len(jobs)))
+            return
+        for j, d in zip(jobs, decisions, strict=True):
+            if not j.future.done():  # a session cancelled meanwhile has nobody waiting
+                j.future.set_result(StepResult(d, ms, len(jobs)))
 
 
 class FrameError(NeucodexError):
@@ -243,16 +251,34 @@ class CloudSession:
         except codec.CodecError as e:
             raise FrameError(str(e)) from None
 
-    def record(self, logits: torch.Tensor, state: State) -> Decision:
-        """Take one timestep's logits ``[K]`` and the new neuron state; decide."""
-        self.state = state
-        self.sums = logits if self.sums is None else self.sums + logits
-        self.t += 1
-        done, conf = self.policy.check(self.sums[None], self.t, self.T)
-        mean = self.sums / self.t
-        return Decision(self.t - 1, int(mean.argmax()), float(conf[0]), bool(done[0]), mean)
-
     def step(self, code: torch.Tensor) -> Decision:
         """Step directly (no batcher): the edge's fallback."""
-        logits, (state,) = self.cloud.step(code, [self.state])
-        return self.record(logits[0], state)
+        logits, states = self.cloud.step(code, [self.state])
+        return record_batch([self], logits, states)[0]
+
+
+def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: list[State]) -> list[Decision]:
+    """Each session takes its row of one step's logits ``[B, K]`` and its new neuron state; the
+    exit decisions are made together, one policy check per (policy, T) group in the batch."""
+    sums = []
+    for s, row, state in zip(sessions, logits, states, strict=True):
+        s.state = state
+        s.sums = row if s.sums is None else s.sums + row
+        s.t += 1
+        sums.append(s.sums)
+    stacked = torch.stack(sums)
+    steps = torch.tensor([s.t for s in sessions])
+    done = torch.zeros(len(sessions), dtype=torch.bool)
+    conf = torch.zeros(len(sessions))
+    groups: dict[tuple[ExitPolicy, int], list[int]] = {}
+    for b, s in enumerate(sessions):
+        groups.setdefault((s.policy, s.T), []).append(b)
+    for (policy, T), rows in groups.items():
+        idx = torch.tensor(rows)
+        done[idx], conf[idx] = policy.check(stacked[idx], steps[idx], T)
+    means = stacked / steps[:, None]
+    preds = means.argmax(-1).tolist()
+    return [
+        Decision(t - 1, p, c, d, m)
+        for t, p, c, d, m in zip(steps.tolist(), preds, conf.tolist(), done.tolist(), means, strict=True)
+    ]

@@ -8,13 +8,13 @@ serving everyone else. ``stop`` drains: open samples finish, then streams end.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent import futures
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -49,28 +49,32 @@ def port_is_free(host: str, port: int) -> bool:
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
-class _TokenInterceptor(grpc.ServerInterceptor):
+class _TokenInterceptor(grpc.aio.ServerInterceptor):
     """Checks ``authorization: Bearer <token>`` on every call."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-        def deny(request_iterator, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (pass --token)")
+        async def deny(request_iterator, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (pass --token)")
 
         self._deny = grpc.stream_stream_rpc_method_handler(deny)
 
-    def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method.startswith(HEALTH_PREFIX):  # probes carry no token; health tells nothing
-            return continuation(handler_call_details)
+            return await continuation(handler_call_details)
         given = [v for k, v in (handler_call_details.invocation_metadata or ()) if k == "authorization"]
         # exactly one header, compared in constant time (no timing oracle on the token)
         if len(given) != 1 or not hmac.compare_digest(str(given[0]).encode(), self._expected):
             return self._deny
-        return continuation(handler_call_details)
+        return await continuation(handler_call_details)
 
 
 class CoInferenceServicer(pb_grpc.CoInferenceServicer):
+    """Sessions as coroutines on the server's event loop (``grpc.aio``): a frame is received,
+    decoded, stepped (batched with other sessions' frames) and answered with no thread hand-off
+    but the batch's model thread."""
+
     def __init__(
         self,
         ck: Checkpoint,
@@ -90,152 +94,138 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.policy = policy or ck.info.policy
         self.delay = delay_ms / 1000.0  # link emulation: added before every answer
         self.draining = threading.Event()
-        self.closed = threading.Event()  # set once the server has stopped: ends the idle watch
         self.sessions = 0
-        self._lock = threading.Lock()
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
         self.max_per_client = max_per_client
         self.metrics = metrics or ServerMetrics()
-        self._last_seen: dict = {}  # context → (monotonic time of its last message, whether a frame came)
+        self._last_seen: dict[asyncio.Task, tuple[float, bool]] = {}  # session → (last message, a frame came)
+        self._idled: set[asyncio.Task] = set()
         self._per_client: dict[str, int] = {}  # peer address without port → sessions open
-        threading.Thread(target=self._watch_idle, name="neucodex-idle", daemon=True).start()
 
-    def _watch_idle(self) -> None:
+    async def watch_idle(self) -> None:
         """Cancel sessions silent for ``idle_timeout`` s, or that sent Open and no frame for
         ``open_timeout`` s: a silent edge must not hold a slot."""
-        while not self.closed.wait(min(1.0, self.idle_timeout / 4, self.open_timeout / 4)):
+        while True:
+            await asyncio.sleep(min(1.0, self.idle_timeout / 4, self.open_timeout / 4))
             now = time.monotonic()
-            with self._lock:
-                idle = [
-                    c
-                    for c, (seen, framed) in self._last_seen.items()
-                    if now - seen > (self.idle_timeout if framed else min(self.open_timeout, self.idle_timeout))
-                ]
-            for context in idle:
-                context.cancel()
-
-    def _seen(self, context, framed: bool = False) -> None:
-        with self._lock:
-            self._last_seen[context] = (time.monotonic(), framed)
-
-    def _admit(self, client: str, context) -> None:
-        """Count this session against its client's limit (peer address, any port)."""
-        with self._lock:
-            open_now = self._per_client.get(client, 0)
-            if open_now < self.max_per_client:
-                self._per_client[client] = open_now + 1
-                return
-        context.abort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"this client already has {open_now} sessions open (limit {self.max_per_client} per client)",
-        )
-
-    def _leave(self, client: str) -> None:
-        with self._lock:
-            left = self._per_client.get(client, 1) - 1
-            if left > 0:
-                self._per_client[client] = left
-            else:
-                self._per_client.pop(client, None)
+            for task, (seen, framed) in list(self._last_seen.items()):
+                if now - seen > (self.idle_timeout if framed else min(self.open_timeout, self.idle_timeout)):
+                    self._idled.add(task)
+                    task.cancel()
 
     # --- one session ---------------------------------------------------------------------
-    def Stream(self, request_iterator: Iterator[pb.EdgeMessage], context) -> Iterator[pb.CloudMessage]:
+    async def Stream(self, request_iterator: AsyncIterator[pb.EdgeMessage], context) -> AsyncIterator[pb.CloudMessage]:
+        task = asyncio.current_task()
         client = context.peer().rsplit(":", 1)[0]
         record = SessionRecord(peer=context.peer(), model=self.model_id[:16])
         started = time.monotonic()
         admitted = False
-        with self._lock:
-            self.sessions += 1
+        self.sessions += 1
         self.metrics.sessions.inc()
         self.metrics.active.inc()
-        self._seen(context)
+        seen = self._last_seen
+        seen[task] = (started, False)
         session: CloudSession | None = None
         try:
-            self._admit(client, context)
+            open_now = self._per_client.get(client, 0)
+            if open_now >= self.max_per_client:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this client already has {open_now} sessions open (limit {self.max_per_client} per client)",
+                )
+            self._per_client[client] = open_now + 1
             admitted = True
-            first = next(request_iterator, None)
+            messages = aiter(request_iterator)
+            first = await anext(messages, None)
             if first is None:
                 return
-            opened, session, want_logits = self._open(first, context)
+            opened, session, want_logits = await self._open(first, context)
             record.session = opened.session
             yield pb.CloudMessage(opened=opened)
             last_number = -1
-            for msg in request_iterator:
-                self._seen(context, framed=True)
-                kind = msg.WhichOneof("kind")
-                if kind == "frame":
-                    f = msg.frame
-                    if not session.active:
-                        if self.draining.is_set():
-                            context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; no new samples")
-                        if f.timestep != 0:
-                            context.abort(
-                                grpc.StatusCode.FAILED_PRECONDITION,
-                                f"sample {f.sample} starts at timestep {f.timestep}; a sample starts at 0",
-                            )
-                        if f.sample <= last_number:
-                            context.abort(
-                                grpc.StatusCode.FAILED_PRECONDITION,
-                                f"sample number {f.sample} is not after the previous sample {last_number}",
-                            )
-                        session.begin(f.sample)
-                        self.batcher.sample_started()
-                    elif f.sample != session.number or f.timestep != session.t:
-                        context.abort(
+            async for msg in messages:
+                seen[task] = (time.monotonic(), True)
+                if msg.WhichOneof("kind") != "frame":
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "session is already open; send frames")
+                f = msg.frame
+                if not session.active:
+                    if self.draining.is_set():
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; no new samples")
+                    if f.timestep != 0:
+                        await context.abort(
                             grpc.StatusCode.FAILED_PRECONDITION,
-                            f"frame (sample {f.sample}, timestep {f.timestep}) out of order: expected "
-                            f"(sample {session.number}, timestep {session.t})",
+                            f"sample {f.sample} starts at timestep {f.timestep}; a sample starts at 0",
                         )
-                    answer = self._step(session, f.packet, want_logits, context)
-                    record.frames += 1
-                    self.metrics.frame(answer.cloud_ms, answer.batch)
-                    if answer.exit:  # account before the yield: an edge may close on its last answer
-                        record.samples += 1
-                        self.metrics.sample(answer.timestep + 1)
-                        last_number = session.number
-                        session.end()
-                        self.batcher.sample_ended()
-                    yield pb.CloudMessage(answer=answer)
-                    if answer.exit and self.draining.is_set():
-                        return
-                else:
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "session is already open; send frames")
+                    if f.sample <= last_number:
+                        await context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"sample number {f.sample} is not after the previous sample {last_number}",
+                        )
+                    session.begin(f.sample)
+                    self.batcher.sample_started()
+                elif f.sample != session.number or f.timestep != session.t:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"frame (sample {f.sample}, timestep {f.timestep}) out of order: expected "
+                        f"(sample {session.number}, timestep {session.t})",
+                    )
+                answer = await self._step(session, f.packet, want_logits, context)
+                record.frames += 1
+                self.metrics.frame(answer.cloud_ms, answer.batch)
+                if answer.exit:  # account before the yield: an edge may close on its last answer
+                    record.samples += 1
+                    self.metrics.sample(answer.timestep + 1)
+                    last_number = session.number
+                    session.end()
+                    self.batcher.sample_ended()
+                yield pb.CloudMessage(answer=answer)
+                if answer.exit and self.draining.is_set():
+                    return
+        except asyncio.CancelledError:
+            if task not in self._idled:
+                raise
+            task.uncancel()  # cancelled by the idle watch: end with a status the edge can read
+            await context.abort(grpc.StatusCode.CANCELLED, "session ended: no message within the idle timeout")
         finally:
             if session is not None and session.active:
                 self.batcher.sample_ended()
             if admitted:
-                self._leave(client)
-            with self._lock:
-                self.sessions -= 1
-                self._last_seen.pop(context, None)
-            code, details = getattr(context, "code", lambda: None)(), getattr(context, "details", lambda: None)()
+                left = self._per_client.get(client, 1) - 1
+                if left > 0:
+                    self._per_client[client] = left
+                else:
+                    self._per_client.pop(client, None)
+            self.sessions -= 1
+            seen.pop(task, None)
+            self._idled.discard(task)
+            code, details = _status(context)
             record.status = code.name if code is not None else "OK"
-            record.error = details.decode(errors="replace") if isinstance(details, bytes) else (details or "")
+            record.error = details
             record.seconds = round(time.monotonic() - started, 3)
             self.metrics.closed(record)
 
-    def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, CloudSession, bool]:
+    async def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, CloudSession, bool]:
         if msg.WhichOneof("kind") != "open":
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a session starts with Open (model id, T, codec)")
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a session starts with Open (model id, T, codec)")
         o = msg.open
         if o.model_id != self.model_id:
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"model {short(o.model_id, 16) or '(none)'}… is not served here; this server serves "
                 f"{self.model_id[:16]}… (use the same checkpoint on both sides)",
             )
         if not 1 <= o.T <= self.T:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"T={o.T} is outside 1..{self.T} for this model")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"T={o.T} is outside 1..{self.T} for this model")
         if o.codec and o.codec not in (*codec.FORMATS, "auto"):
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown codec {short(o.codec)!r}; choose from {', '.join([*codec.FORMATS, 'auto'])}",
             )
         try:
             policy = policy_from_pb(o.policy) if o.HasField("policy") else self.policy
         except NeucodexError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad exit policy: {short(str(e), 200)}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad exit policy: {short(str(e), 200)}")
         opened = pb.Opened(
             session=uuid.uuid4().hex,
             model_id=self.model_id,
@@ -245,21 +235,21 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         )
         return opened, CloudSession(self.cloud, policy, o.T, self.ck.info.probs), o.want_logits
 
-    def _step(self, session: CloudSession, packet: bytes, want_logits: bool, context) -> pb.Answer:
+    async def _step(self, session: CloudSession, packet: bytes, want_logits: bool, context) -> pb.Answer:
         where = f"frame (sample {session.number}, timestep {session.t})"
         t0 = time.perf_counter()
         try:
             code = session.decode(packet)
         except FrameError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {e}")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{where}: {e}")
         decode_ms = (time.perf_counter() - t0) * 1000.0
         try:
-            r = self.batcher.submit(code, session.state).result()
+            r = await self.batcher.step(session, code)
         except Exception as e:  # noqa: BLE001 — one clear status for this session, the server stays up
-            context.abort(grpc.StatusCode.INTERNAL, f"{where}: the cloud model failed: {e}")
-        d = session.record(r.logits, r.state)
+            await context.abort(grpc.StatusCode.INTERNAL, f"{where}: the cloud model failed: {e}")
+        d = r.decision
         if self.delay:
-            time.sleep(self.delay)
+            await asyncio.sleep(self.delay)
         return pb.Answer(
             sample=session.number,
             timestep=d.timestep,
@@ -272,8 +262,22 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         )
 
 
+def _status(context) -> tuple[grpc.StatusCode | None, str]:
+    """The status a session ended with (None: OK), and its details."""
+    code, details = getattr(context, "code", lambda: None)(), getattr(context, "details", lambda: None)()
+    if isinstance(code, int):  # grpc.aio reports the raw cygrpc code
+        code = next((c for c in grpc.StatusCode if c.value[0] == code), None)
+    if code == grpc.StatusCode.OK:
+        code = None
+    return code, details.decode(errors="replace") if isinstance(details, bytes) else (details or "")
+
+
 class Server:
-    """A running cloud server: ``Server(checkpoint).start()``; ``stop()`` drains and shuts down."""
+    """A running cloud server: ``Server(checkpoint).start()``; ``stop()`` drains and shuts down.
+
+    The gRPC server (``grpc.aio``) runs on an event loop in a thread of its own, so this object
+    is used from ordinary synchronous code (and from tests) like any other.
+    """
 
     def __init__(
         self,
@@ -302,6 +306,15 @@ class Server:
         self.servicer = CoInferenceServicer(
             ck, self.batcher, policy, delay_ms, idle_timeout, open_timeout, max_per_client, self.metrics
         )
+        self.host = host
+        address = f"{host}:{port}"
+        if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
+            self.batcher.close()
+            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="neucodex-server", daemon=True)
+        self._thread.start()
+        self._stopped = False
         options = [
             *CHANNEL_OPTIONS,
             ("grpc.so_reuseport", 0),  # a second server on the port fails
@@ -314,36 +327,40 @@ class Server:
                 ("grpc.max_connection_age_ms", int(max_connection_age * 1000)),
                 ("grpc.max_connection_age_grace_ms", 30_000),
             ]
-        self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_sessions + 4),
+        try:
+            self.port = self._call(self._build(address, options, token, tls, max_sessions, reflection))
+        except BaseException:
+            self._close_loop()
+            raise
+        if self.port == 0:
+            self._close_loop()
+            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
+
+    async def _build(self, address, options, token, tls, max_sessions, reflection) -> int:
+        self._server = grpc.aio.server(
             interceptors=[_TokenInterceptor(token)] if token else [],
             options=options,
             maximum_concurrent_rpcs=max_sessions,
         )
         pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
-        self.health = health.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
+        self.health = health.aio.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if reflection:  # grpcurl / grpc_cli can list and describe the services
             from grpc_reflection.v1alpha import reflection as refl
 
             names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, refl.SERVICE_NAME)
             refl.enable_server_reflection(names, self._server)
-        address = f"{host}:{port}"
-        if port and not port_is_free(host, port):  # asked first: grpcio would log a C++ error line as well
-            self.batcher.close()
-            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
         try:
             if tls:
                 key, cert = tls
-                self.port = self._server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
-            else:
-                self.port = self._server.add_insecure_port(address)
+                return self._server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+            return self._server.add_insecure_port(address)
         except RuntimeError:  # grpcio: "Failed to bind to address"
-            self.port = 0
-        if self.port == 0:
-            self.batcher.close()
-            raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
-        self.host = host
+            return 0
+
+    def _call(self, coro, timeout: float | None = None):
+        """Run ``coro`` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     @property
     def address(self) -> str:
@@ -354,21 +371,45 @@ class Server:
         return self.servicer.model_id
 
     def start(self) -> Server:
-        self._server.start()
-        for service in ("", SERVICE_NAME):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        async def start() -> None:
+            await self._server.start()
+            self._watcher = asyncio.create_task(self.servicer.watch_idle())
+            for service in ("", SERVICE_NAME):
+                await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+        self._call(start())
         return self
 
     def stop(self, grace: float = 10.0, drain_delay: float = 0.0) -> None:
         """Report NOT_SERVING and refuse new sessions; after ``drain_delay`` s (time for health
         checkers and load balancers to notice) let open samples finish (up to ``grace`` s), then
         stop — bounded: whatever grpcio still holds after ``grace`` + 5 s is dropped."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.servicer.draining.set()
-        self.health.enter_graceful_shutdown()
+        self._call(self.health.enter_graceful_shutdown())
         time.sleep(drain_delay)
-        self._server.stop(grace).wait(timeout=grace + 5.0)
-        self.servicer.closed.set()
+        try:
+            self._call(self._server.stop(grace), timeout=grace + 5.0)
+        except TimeoutError:
+            pass
+        self._close_loop()
+
+    def _close_loop(self) -> None:
+        async def cancel_rest() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        try:
+            self._call(cancel_rest(), timeout=5.0)
+        except TimeoutError:
+            pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5.0)
         self.batcher.close()
 
     def wait(self) -> None:
-        self._server.wait_for_termination()
+        """Block until the server has stopped."""
+        self._thread.join()
