@@ -54,6 +54,8 @@ def main() -> None:
 
     replicas = [spawn_server(args.checkpoint, "--metrics-port", "0") for _ in range(args.replicas)]
     urls = [proc.stderr.readline().strip().rsplit(" ", 1)[-1] for proc, _ in replicas]  # "metrics on URL"
+    for proc, _ in replicas:  # read the session log away: a full pipe would block a replica
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
     target = ",".join(address for _, address in replicas)
     stop_at = time.monotonic() + args.seconds
     done: list[tuple[int, object]] = []  # (sample index, result)

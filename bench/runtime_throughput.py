@@ -2,8 +2,9 @@
 
     python bench/runtime_throughput.py CHECKPOINT [--samples 64] [--clients 1,8,64]
 
-1. Overhead: one edge, no pipelining; the round trip per frame against the model's own compute
-   (edge head + encoder + encoding, and the cloud's decode + decoder + tail) measured in-process.
+1. Overhead: one edge, no pipelining, against ``neucodex serve`` in its own process; the round
+   trip per frame against the model's own compute (edge head + encoder + encoding, and the
+   cloud's decode + decoder + tail) measured in this process.
 2. Throughput: ``neucodex serve`` in its own process, with and without dynamic batching; 1, 8
    and 64 concurrent edges (asyncio, one connection each) replaying pre-encoded packets, so the
    figure is the server's, not the edges' compute. All T steps per sample (the edges send a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from neucodex import codec
 from neucodex.checkpoint import load_checkpoint
 from neucodex.evaluate import load_split
 from neucodex.exit import ExitPolicy
-from neucodex.runtime import EdgeClient, Server
+from neucodex.runtime import EdgeClient
 from neucodex.runtime import neucodex_pb2 as pb
 from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.cloud import CloudModel
@@ -49,7 +51,9 @@ def packets_for(ck, ds, n: int) -> list[list[bytes]]:
     return out
 
 
-def overhead(ck_dir: Path, ck, ds, n: int) -> dict:
+def overhead(ck_dir: Path, n: int) -> dict:
+    ck = load_checkpoint(ck_dir)
+    ds = load_split(ck.info.experiment(), "test", ck.model.T)
     cloud = CloudModel(load_checkpoint(ck_dir).model)
     pk = packets_for(ck, ds, n)
     t0 = time.perf_counter()
@@ -58,13 +62,13 @@ def overhead(ck_dir: Path, ck, ds, n: int) -> dict:
         for p in sample:
             _, (state,) = cloud.step(torch.from_numpy(codec.decode(p)), [state])
     cloud_ms = (time.perf_counter() - t0) * 1000 / (n * ck.model.T)
-    srv = Server(ck_dir, port=0, max_batch=1).start()
+    proc, address = serve(ck_dir, "--max-batch", "1")  # its own process, as deployed
     try:
-        with EdgeClient(ck_dir, srv.address, policy=NEVER, pipeline=False) as client:
+        with EdgeClient(ck_dir, address, policy=NEVER, pipeline=False) as client:
             client.infer(ds[0][0])  # warm up the stream
             rs = [client.infer(ds[i][0]) for i in range(n)]
     finally:
-        srv.stop(1)
+        stop_server(proc)
     rtt = statistics.fmean(r.rtt_ms for r in rs)
     edge = statistics.fmean(r.edge_ms / r.steps_computed for r in rs)
     return {
@@ -95,25 +99,34 @@ async def _replay(address: str, model_id: str, T: int, samples: list[list[bytes]
         await call.done_writing()
 
 
-async def _edges(address: str, ck, jobs: list[list[list[bytes]]], policy, steps: list[int]) -> float:
+async def _edges(address: str, model_id: str, T: int, jobs, policy, steps: list[int]) -> float:
     t0 = time.perf_counter()
-    await asyncio.gather(*(_replay(address, ck.model_id, ck.model.T, j, policy, steps) for j in jobs))
+    await asyncio.gather(*(_replay(address, model_id, T, j, policy, steps) for j in jobs))
     return time.perf_counter() - t0
 
 
 def throughput(
-    address: str, ck, packets: list[list[bytes]], clients: int, seconds: float, policy
+    address: str, model_id: str, T: int, packets: list[list[bytes]], clients: int, seconds: float, policy
 ) -> tuple[float, float]:
     """(samples/s, mean timesteps per sample) of ``clients`` concurrent edges against one server."""
     per = max(1, len(packets) // clients)
     reps = 1
+    loop = asyncio.new_event_loop()
     while True:  # repeat the workload until it runs for at least `seconds`
         steps: list[int] = []
         jobs = [packets[(k * per) % len(packets) :][:per] * reps for k in range(clients)]
-        wall = asyncio.run(_edges(address, ck, jobs, policy, steps))
+        wall = loop.run_until_complete(_edges(address, model_id, T, jobs, policy, steps))
         if wall >= seconds or reps >= 64:
             return len(steps) / wall, statistics.fmean(steps)
         reps *= 2
+
+
+def serve(checkpoint: Path, *flags: str):
+    """``neucodex serve`` in its own process, its stderr (one log line per session) read away:
+    a full pipe would block the server's writes."""
+    proc, address = spawn_server(checkpoint, *flags)
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return proc, address
 
 
 def main() -> None:
@@ -126,7 +139,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ck = load_checkpoint(args.checkpoint)
     ds = load_split(ck.info.experiment(), "test", ck.model.T)
-    o = overhead(args.checkpoint, ck, ds, min(args.samples, 32))
+    o = overhead(args.checkpoint, min(args.samples, 32))
     spec = ck.info.model
     print(f"model {spec.name} {spec.point} {spec.bottleneck}, T={ck.model.T}, code {ck.model.code_shape}")
     print(
@@ -143,13 +156,12 @@ def main() -> None:
         row = {}
         for batching in (False, True):
             flags = [] if batching else ["--no-batching"]
-            proc, address = spawn_server(
-                args.checkpoint, "--max-sessions", "256", "--max-sessions-per-client", "256", *flags
-            )
+            proc, address = serve(args.checkpoint, "--max-sessions", "256", "--max-sessions-per-client", "256", *flags)
             try:
-                row[batching] = throughput(address, ck, packets, c, args.seconds, NEVER)
+                point = (address, ck.model_id, ck.model.T, packets, c, args.seconds)
+                row[batching] = throughput(*point, NEVER)
                 if batching:
-                    row["exit"] = throughput(address, ck, packets, c, args.seconds, None)
+                    row["exit"] = throughput(*point, None)
             finally:
                 stop_server(proc)
         (off, _), (on, _), (ex, ex_steps) = row[False], row[True], row["exit"]

@@ -241,6 +241,9 @@ def test_serve_drains_on_sigterm(coinference_checkpoint):
     [
         (["serve", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
         (["serve", "--checkpoint", "X", "--tls-cert", "c.pem"], "both --tls-cert and --tls-key"),
+        (["serve", "--checkpoint", "X", "--threads", "0"], "--threads must be ≥ 1 (got 0)"),
+        (["serve", "--checkpoint", "X", "--max-sessions", "-1"], "--max-sessions must be ≥ 1 (got -1)"),
+        (["serve", "--checkpoint", "X", "--idle-timeout", "0"], "--idle-timeout must be > 0 seconds (got 0.0)"),
         (["edge", "--server", "127.0.0.1:1", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
     ],
 )

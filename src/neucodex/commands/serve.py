@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds to report NOT_SERVING on grpc.health.v1 before draining (for load balancers)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch threads per model step (default 1: on a 2-core CPU, 2 were slower from a server thread)",
+    )
     p.add_argument("--idle-timeout", type=float, default=300.0, help="end sessions silent this long (s)")
     p.add_argument("--open-timeout", type=float, default=10.0, help="end sessions that send no frame this long (s)")
     p.add_argument(
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> None:
         keepalive=args.keepalive,
         max_connection_age=args.max_connection_age,
         reflection=args.reflection,
+        threads=args.threads,
     ).start()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)  # one JSON line per session
     if args.metrics_port is not None:

@@ -114,10 +114,12 @@ class Batcher:
     else can send). A batch runs on one model thread, so the loop keeps receiving meanwhile —
     except a lone frame with no other sample open, which runs inline on the loop (no thread
     hand-off). Every batch's exit decisions are made together (:func:`record_batch`).
-    ``max_batch=1`` turns dynamic batching off.
+    ``max_batch=1`` turns dynamic batching off. ``threads``: PyTorch intra-op threads of the
+    threads that run the model (OpenMP's setting is per thread; from a thread other than the
+    main one, 2 threads were slower than 1 at batch 1 on a 2-core CPU, and no faster at 16).
     """
 
-    def __init__(self, cloud: CloudModel, max_batch: int = 32, max_wait: float = 0.002) -> None:
+    def __init__(self, cloud: CloudModel, max_batch: int = 32, max_wait: float = 0.002, threads: int = 1) -> None:
         self.cloud = cloud
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait
@@ -125,7 +127,10 @@ class Batcher:
         self._pending: list[Job] = []
         self._busy = False
         self._timer: asyncio.TimerHandle | None = None
-        self._model = ThreadPoolExecutor(1, thread_name_prefix="neucodex-model")
+        self.threads = threads
+        self._model = ThreadPoolExecutor(
+            1, thread_name_prefix="neucodex-model", initializer=torch.set_num_threads, initargs=(threads,)
+        )
 
     def sample_started(self) -> None:
         self.active += 1

@@ -18,11 +18,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .. import codec
 from ..checkpoint import Checkpoint
-from ..errors import NeucodexError, short
+from ..errors import InvalidArgumentError, NeucodexError, short
 from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
@@ -299,10 +300,19 @@ class Server:
         keepalive: float = 60.0,
         max_connection_age: float | None = None,
         reflection: bool = False,
+        threads: int = 1,
     ) -> None:
+        counts = {"threads": threads, "max-sessions": max_sessions, "max-sessions-per-client": max_per_client}
+        for flag, value in counts.items():
+            if value < 1:
+                raise InvalidArgumentError(f"--{flag} must be ≥ 1 (got {value})")
+        seconds = {"idle-timeout": idle_timeout, "open-timeout": open_timeout, "keepalive": keepalive}
+        for flag, value in seconds.items():
+            if not value > 0:
+                raise InvalidArgumentError(f"--{flag} must be > 0 seconds (got {value})")
         ck = open_coinference(checkpoint)
         self.metrics = ServerMetrics()
-        self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0)
+        self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0, threads)
         self.servicer = CoInferenceServicer(
             ck, self.batcher, policy, delay_ms, idle_timeout, open_timeout, max_per_client, self.metrics
         )
@@ -337,6 +347,7 @@ class Server:
             raise RuntimeFailure(f"cannot listen on {address} (in use, or not an address of this machine)")
 
     async def _build(self, address, options, token, tls, max_sessions, reflection) -> int:
+        torch.set_num_threads(self.batcher.threads)  # this loop thread runs lone frames inline
         self._server = grpc.aio.server(
             interceptors=[_TokenInterceptor(token)] if token else [],
             options=options,
