@@ -43,6 +43,11 @@ BALANCED = json.dumps(
 """Service config for several replicas: round-robin over those whose health service says SERVING."""
 
 
+# Each client its own connections: with grpc's process-wide subchannel pool, clients in one
+# process share them, and every new channel's first stream goes to whichever replica was ready first.
+OWN_CONNECTIONS = ("grpc.use_local_subchannel_pool", 1)
+
+
 def channel_target(server: str) -> tuple[str, list[tuple[str, object]]]:
     """gRPC target and extra channel options for ``server``: ``HOST:PORT``, a comma-separated
     list of replicas (``IP:PORT,IP:PORT``), or a resolver name (``dns:///name:port``) — the last
@@ -53,9 +58,9 @@ def channel_target(server: str) -> tuple[str, list[tuple[str, object]]]:
         # each client at a different one, so single-stream edges spread over the replicas
         hosts = random.sample(hosts, len(hosts))
         scheme = "ipv6" if any(h.startswith("[") for h in hosts) else "ipv4"
-        return f"{scheme}:{','.join(hosts)}", [("grpc.service_config", BALANCED)]
+        return f"{scheme}:{','.join(hosts)}", [("grpc.service_config", BALANCED), OWN_CONNECTIONS]
     if server.startswith("dns:"):
-        return server, [("grpc.service_config", BALANCED)]
+        return server, [("grpc.service_config", BALANCED), OWN_CONNECTIONS]
     return server, []
 
 
