@@ -25,3 +25,16 @@ def test_ruff_format_is_clean():
 def test_ruff_check_is_clean():
     proc = ruff("check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nothing_a_user_gets_points_at_the_developers_shared_folder():
+    """Messages, docs and benches name --root/--download or the package's own data, never a
+    ``../shared`` path only this project's developers have."""
+    files = [
+        ROOT / "README.md",
+        *(ROOT / "src").rglob("*.py"),
+        *(ROOT / "src").rglob("*.yaml"),
+        *(ROOT / "bench").glob("*"),
+    ]
+    hits = [str(f.relative_to(ROOT)) for f in files if f.is_file() and "../shared" in f.read_text(errors="ignore")]
+    assert hits == []
