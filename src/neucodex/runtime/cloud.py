@@ -184,7 +184,7 @@ class Batcher:
         try:
             logits, states, ms = result(*args)
             decisions = record_batch([j.session for j in jobs], logits, states)
-        except Exception as e:  # noqa: BLE001 — handed to every waiting session, the loop goes on
+        except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 — to every waiting session; the loop goes on
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(e)
@@ -273,14 +273,17 @@ def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: lis
         sums.append(s.sums)
     stacked = torch.stack(sums)
     steps = torch.tensor([s.t for s in sessions])
-    done = torch.zeros(len(sessions), dtype=torch.bool)
-    conf = torch.zeros(len(sessions))
     groups: dict[tuple[ExitPolicy, int], list[int]] = {}
     for b, s in enumerate(sessions):
         groups.setdefault((s.policy, s.T), []).append(b)
-    for (policy, T), rows in groups.items():
-        idx = torch.tensor(rows)
-        done[idx], conf[idx] = policy.check(stacked[idx], steps[idx], T)
+    if len(groups) == 1:  # the usual case: one policy for the whole batch, no gather and scatter
+        (policy, T), _ = groups.popitem()
+        done, conf = policy.check(stacked, steps, T)
+    else:
+        done, conf = torch.zeros(len(sessions), dtype=torch.bool), torch.zeros(len(sessions))
+        for (policy, T), rows in groups.items():
+            idx = torch.tensor(rows)
+            done[idx], conf[idx] = policy.check(stacked[idx], steps[idx], T)
     means = stacked / steps[:, None]
     preds = means.argmax(-1).tolist()
     return [

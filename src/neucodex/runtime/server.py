@@ -200,9 +200,9 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             self.sessions -= 1
             seen.pop(task, None)
             self._idled.discard(task)
-            code, details = _status(context)
-            record.status = code.name if code is not None else "OK"
-            record.error = details
+            code = context.code()  # None or a grpc.StatusCode once the session was aborted
+            record.status = code.name if code not in (None, grpc.StatusCode.OK) else "OK"
+            record.error = context.details() or ""
             record.seconds = round(time.monotonic() - started, 3)
             self.metrics.closed(record)
 
@@ -261,16 +261,6 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             cloud_ms=decode_ms + r.cloud_ms,
             batch=r.batch,
         )
-
-
-def _status(context) -> tuple[grpc.StatusCode | None, str]:
-    """The status a session ended with (None: OK), and its details."""
-    code, details = getattr(context, "code", lambda: None)(), getattr(context, "details", lambda: None)()
-    if isinstance(code, int):  # grpc.aio reports the raw cygrpc code
-        code = next((c for c in grpc.StatusCode if c.value[0] == code), None)
-    if code == grpc.StatusCode.OK:
-        code = None
-    return code, details.decode(errors="replace") if isinstance(details, bytes) else (details or "")
 
 
 class Server:
