@@ -87,22 +87,26 @@ class EventFiles(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path = self.paths[i]
-        cached = self.cache / f"{file_key(path, self.T, self.size, self.sensor_size)}.npy"
-        if cached.exists() and self.event_transform is None:
-            return torch.from_numpy(np.load(cached).astype(np.float32)), self.targets[i]
-        ev = self.reader(path)
-        sensor = self.sensor_size
-        if sensor is None:  # per-recording sensor size (N-Caltech101), origin moved to 0 as Tonic does
-            ev["x"] -= ev["x"].min(initial=0)
-            ev["y"] -= ev["y"].min(initial=0)
-            sensor = (int(ev["x"].max(initial=0)) + 1, int(ev["y"].max(initial=0)) + 1, 2)
         if self.event_transform is not None:  # the cache holds untransformed frames only
+            ev, sensor = self._events(path)
             return to_frames(self.event_transform(ev), sensor, self.T, self.size), self.targets[i]
-        frames = to_frames(ev, sensor, self.T, self.size)
+        cached = self.cache / f"{file_key(path, self.T, self.size, self.sensor_size)}.npy"
+        if cached.exists():
+            return torch.from_numpy(np.load(cached).astype(np.float32)), self.targets[i]
+        frames = to_frames(*self._events(path), self.T, self.size)
         tmp = cached.with_suffix(".tmp.npy")
         np.save(tmp, frames.numpy().astype(np.float16))
         tmp.replace(cached)
         return frames, self.targets[i]
+
+    def _events(self, path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """A recording's events and its sensor size."""
+        ev = self.reader(path)
+        if self.sensor_size is not None:
+            return ev, self.sensor_size
+        ev["x"] -= ev["x"].min(initial=0)  # per-recording sensor (N-Caltech101), origin at 0 as Tonic does
+        ev["y"] -= ev["y"].min(initial=0)
+        return ev, (int(ev["x"].max(initial=0)) + 1, int(ev["y"].max(initial=0)) + 1, 2)
 
 
 def _extracted(root: Path, cache_dir) -> Path:
