@@ -680,3 +680,16 @@ def test_ctrl_c_in_edge_and_serve_is_one_line(coinference_checkpoint):
         edge.stderr
     )
     assert rc == 0 and "draining" in err and "Traceback" not in err, err
+
+
+def test_an_overdue_answer_is_a_retry_then_a_clear_failure_not_a_hang(setup):
+    ck, ds, *_ = setup
+    srv = Server(ck, port=0, delay_ms=3000).start()  # every answer 3 s late
+    try:
+        with EdgeClient(ck, srv.address, timeout=0.4, retry_deadline=1.5, fallback="none") as client:
+            t0 = time.monotonic()
+            r = client.infer(ds[0][0])
+        assert r.status == "failed" and "no answer within 0.4 s" in r.error and r.retries >= 1
+        assert time.monotonic() - t0 < 5
+    finally:
+        srv.stop(1)

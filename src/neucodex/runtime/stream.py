@@ -74,47 +74,61 @@ class _Transport(Exception):
 
 
 class _Stream:
-    """One open bidirectional call: a request queue in, a reader thread out."""
+    """One open bidirectional call: requests through a queue, answers read in the caller's thread.
+
+    Reading in the caller's thread saves a thread hand-off per frame (a reader thread and an
+    answer queue cost ~0.3 ms on loopback); a watchdog thread that wakes a few times a second
+    cancels the call when an answer is overdue, so every wait still has a timeout."""
 
     def __init__(self, stub, open_msg: pb.EdgeMessage, metadata, timeout: float) -> None:
         self.requests: queue.Queue = queue.Queue()
-        self.answers: queue.Queue = queue.Queue()
         self.timeout = timeout
         self.requests.put(open_msg)
         self.call = stub.Stream(iter(self.requests.get, _END), metadata=metadata)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        first = self.next()
-        if first.WhichOneof("kind") != "opened":
-            raise _Transport("server did not open the session")
+        self._deadline: float | None = None  # set while the caller waits for an answer
+        self._overdue = False
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True)
+        self._watchdog.start()
+        try:
+            first = self.next()
+            if first.WhichOneof("kind") != "opened":
+                raise _Transport("server did not open the session")
+        except BaseException:
+            self.close()
+            raise
         self.opened = first.opened
 
-    def _read(self) -> None:
-        try:
-            for msg in self.call:
-                self.answers.put(msg)
-            self.answers.put(_Transport("the server ended the stream"))
-        except grpc.RpcError as e:
-            self.answers.put(e)
+    def _watch(self) -> None:
+        tick = min(0.25, self.timeout / 4)
+        while not self._closed.wait(tick):
+            deadline = self._deadline
+            if deadline is not None and time.monotonic() > deadline:
+                self._overdue = True
+                self.call.cancel()
+                return
 
     def send(self, msg: pb.EdgeMessage) -> None:
         self.requests.put(msg)
 
     def next(self) -> pb.CloudMessage:
+        self._deadline = time.monotonic() + self.timeout
         try:
-            item = self.answers.get(timeout=self.timeout)
-        except queue.Empty:
-            raise _Transport(f"no answer within {self.timeout:g} s") from None
-        if isinstance(item, grpc.RpcError):
-            code = item.code()
+            return next(self.call)
+        except StopIteration:
+            raise _Transport("the server ended the stream") from None
+        except grpc.RpcError as e:
+            if self._overdue:
+                raise _Transport(f"no answer within {self.timeout:g} s") from None
+            code = e.code()
             if code in _RETRYABLE:
-                raise _Transport(f"{code.name}: {item.details()}")
-            raise RuntimeFailure(f"server refused: {code.name}: {item.details()}")
-        if isinstance(item, Exception):
-            raise item
-        return item
+                raise _Transport(f"{code.name}: {e.details()}") from None
+            raise RuntimeFailure(f"server refused: {code.name}: {e.details()}") from None
+        finally:
+            self._deadline = None
 
     def close(self) -> None:
+        self._closed.set()
         self.requests.put(_END)
         self.call.cancel()
 
