@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"serving model {server.model_id[:16]}… on {server.address}", flush=True)
-    stop.wait()
+    # Wake now and then: a signal that lands on one of grpcio's threads does not interrupt a
+    # main thread blocked without a timeout, so its handler would wait for the next wake-up.
+    while not stop.wait(0.5):
+        pass
     print("draining open samples …", file=sys.stderr, flush=True)
     server.stop(args.grace, args.drain_delay)
     # Every sample has been answered and the port closed. Exit now rather than through the
