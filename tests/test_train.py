@@ -150,6 +150,8 @@ def test_finetune_and_sweep(tmp_path):
     rows = run_sweep(cfg, cfg.run_dir / "backbone", points=["conv2"], progress=False)
     assert [r["bottleneck"] for r in rows] == ["c4s2k3", "c2s4k3", "c2s16"]
     assert "error" not in rows[0] and "stride 16 is larger" in rows[2]["error"]  # reported, not skipped
+    # the backbone is evaluated once per sweep; the figure is the one a lone fine-tune measures
+    assert [r["backbone_accuracy"] for r in rows[:2]] == [m.backbone_test_accuracy] * 2
     result = summarize(sweep_dir(cfg), tolerance=100.0)
     built = [r for r in rows if "error" not in r]
     assert result["best"]["payload_bits"] == min(r["payload_bits"] for r in built)  # all within tolerance

@@ -58,13 +58,21 @@ def run_sweep(
     out = sweep_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    baselines: dict = {}  # the backbone's accuracy per T, evaluated once for the whole grid
     for point in chosen:
         point_rows = []
         for T in Ts:
             for spec in cfg.sweep.bottlenecks:
                 try:
                     m = finetune(
-                        cfg, backbone_dir, point, spec, T=T, out=out / f"{point}-{spec}-T{T}", progress=progress
+                        cfg,
+                        backbone_dir,
+                        point,
+                        spec,
+                        T=T,
+                        out=out / f"{point}-{spec}-T{T}",
+                        progress=progress,
+                        baselines=baselines,
                     )
                 except NeucodexError as e:  # e.g. a stride larger than this point's feature map
                     point_rows.append({"point": point, "bottleneck": spec, "T": T, "error": str(e)})

@@ -549,11 +549,14 @@ def finetune(
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    baselines: dict | None = None,
 ) -> FinetuneResult | None:
     """Step 2: insert the bottleneck after ``point`` and fine-tune everything together.
 
     Reports the backbone's and the co-inference model's test accuracy at the same T, the drop,
-    and bits per sample measured from real packets on the test split.
+    and bits per sample measured from real packets on the test split. ``baselines``: a dict
+    kept across calls on the same backbone and config (a sweep), so the backbone's own test and
+    validation accuracy at each T is evaluated once, not once per configuration.
     """
     seed_everything(cfg.seed)
     ck = load_checkpoint(backbone_dir)
@@ -568,8 +571,12 @@ def finetune(
     device = resolve_device(cfg.device)
     test = loader(test_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
     val = loader(val_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
-    base_test = evaluate(backbone.to(device), test, device)["accuracy"]
-    base_val = evaluate(backbone, val, device)["accuracy"]
+    backbone.to(device)
+    baselines = {} if baselines is None else baselines
+    key = (ck.model_id, T)
+    if key not in baselines:
+        baselines[key] = (evaluate(backbone, test, device)["accuracy"], evaluate(backbone, val, device)["accuracy"])
+    base_test, base_val = baselines[key]
     model = CoInferenceModel(backbone, point, bottleneck)
     out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
     oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
