@@ -4,7 +4,8 @@
 
 1. Overhead: one edge, no pipelining, against ``neucodex serve`` in its own process; the round
    trip per frame against the model's own compute (edge head + encoder + encoding, and the
-   cloud's decode + decoder + tail) measured in this process.
+   cloud's decode + decoder + tail) measured in this process, and against the floor of any
+   gRPC-Python frame: a bare echo's round trip, measured in the same run.
 2. Throughput: ``neucodex serve`` in its own process, with and without dynamic batching; 1, 8
    and 64 concurrent edges (asyncio, one connection each) replaying pre-encoded packets, so the
    figure is the server's, not the edges' compute. All T steps per sample (the edges send a
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import queue
 import statistics
 import threading
 import time
@@ -78,6 +80,42 @@ def overhead(ck_dir: Path, n: int) -> dict:
         "runtime_overhead_ms": rtt - cloud_ms,
         "overhead_vs_model": (rtt - cloud_ms) / (edge + cloud_ms),
     }
+
+
+def echo_floor(n: int = 2000) -> float:
+    """Median round trip (ms) of a bare gRPC-Python bidirectional echo of a 40-byte message on
+    loopback — an aio server using ``context.read``/``write`` as ours does, a sync client reading in
+    its own thread as ``EdgeClient`` does: what any frame costs before the model or our code."""
+
+    async def echo(_, context):
+        while (m := await context.read()) is not grpc.aio.EOF:
+            await context.write(m)
+
+    loop, ready, port = asyncio.new_event_loop(), threading.Event(), []
+
+    async def run() -> None:
+        server = grpc.aio.server()
+        handler = grpc.stream_stream_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"S": handler}),))
+        port.append(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        ready.set()
+        await server.wait_for_termination()
+
+    threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True).start()
+    ready.wait()
+    requests: queue.Queue = queue.Queue()
+    with grpc.insecure_channel(f"127.0.0.1:{port[0]}") as ch:
+        call = ch.stream_stream("/bench.Echo/S")(iter(requests.get, None))
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            requests.put(b"x" * 40)
+            next(call)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        requests.put(None)
+        call.cancel()
+    return statistics.median(times[n // 10 :])
 
 
 async def _replay(address: str, model_id: str, T: int, samples: list[list[bytes]], policy, steps: list[int]) -> None:
@@ -147,6 +185,7 @@ def main() -> None:
         f"round trip {o['rtt_ms_per_frame']:.2f} ms → runtime overhead {o['runtime_overhead_ms']:.2f} ms "
         f"= {o['overhead_vs_model']:.2f}x the model's own compute per step"
     )
+    print(f"gRPC floor: a bare bidirectional echo on loopback, {echo_floor():.2f} ms per round trip (median)")
     packets = packets_for(ck, ds, args.samples)
     print(
         f"{'edges':>5} | all T={ck.model.T} steps (never-exit policy): {'batching off':>12} {'on':>7} {'on/off':>6}"
