@@ -221,6 +221,31 @@ def test_code_rate_penalty_enters_the_loss(tmp_path):
     assert 0 < losses[1] - losses[0] <= 5.0  # λ x a firing rate in (0, 1]
 
 
+def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
+    from neucodex.train import distillation_loss
+
+    s, t, tau = torch.randn(3, 5, 4), torch.randn(3, 5, 4), 2.0
+    expected = 0.0
+    for k in range(3):
+        p_t = F.softmax(t[: k + 1].mean(0) / tau, -1)
+        kl = (p_t * (p_t.log() - F.log_softmax(s[: k + 1].mean(0) / tau, -1))).sum(-1).mean()
+        expected += kl * tau**2 / 3
+    assert torch.allclose(distillation_loss(s, t, tau), torch.as_tensor(expected), atol=1e-6)
+    assert distillation_loss(t, t, tau).abs() < 1e-6
+
+
+def test_distillation_enters_the_finetune_loss(tmp_path):
+    """finetune.distill mixes the KL to the backbone's output into the loss (1.0: that KL alone)."""
+    cfg = cfg_for(tmp_path, "data.limit=32")
+    pretrain(cfg, progress=False)
+    losses = []
+    for alpha in (0.0, 1.0):
+        c = cfg_for(tmp_path, "data.limit=32", f"finetune.distill={alpha}")
+        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"kd{alpha}", progress=False)
+        losses.append(m.history[0]["train_loss"])
+    assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
+
+
 @pytest.mark.parametrize(
     "override, words",
     [
@@ -228,6 +253,7 @@ def test_code_rate_penalty_enters_the_loss(tmp_path):
         ("optim.epochs=2.5", "optim.epochs must be an integer"),
         ("model.T=0", "model.T must be in 1..64"),
         ("finetune.label_smoothing=2", "finetune.label_smoothing must be in 0.0..1.0"),
+        ("finetune.distill=1.5", "finetune.distill must be in 0.0..1.0"),
         ("optim.per_timestep_loss=3", "optim.per_timestep_loss must be true or false"),
         ("sweep.bottlenecks=[1, 2]", "sweep.bottlenecks[] must be a string"),
     ],

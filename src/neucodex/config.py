@@ -58,6 +58,8 @@ class OptimConfig:
     bottleneck_samples: int = 0  # first train the new bottleneck alone to reproduce the cut's feature (0: off)
     bottleneck_lr_scale: float = 1.0  # the new encoder's and decoder's learning rate × this
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
+    distill: float = 0.0  # weight of the KL to the backbone's own output (knowledge distillation; 0: off)
+    distill_temperature: float = 2.0  # softens both outputs before that KL
 
 
 @dataclass
@@ -139,6 +141,8 @@ _RANGES = {
     "OptimConfig.norm_samples": (0, 10**9),
     "OptimConfig.bottleneck_samples": (0, 10**9),
     "OptimConfig.bottleneck_lr_scale": (0.0, 1e4),
+    "OptimConfig.distill": (0.0, 1.0),
+    "OptimConfig.distill_temperature": (1e-2, 100.0),
     "SweepConfig.tolerance": (-1e6, 100.0),
     "ExperimentConfig.workers": (0, 1024),
 }

@@ -66,6 +66,21 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, per_timestep: boo
     return F.cross_entropy(running_mean(logits).flatten(0, 1), y.repeat(T), label_smoothing=smoothing)
 
 
+def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's KL from the teacher's softened output to the student's, × τ² (so its gradient
+    scale does not depend on τ); over T, at every timestep's cumulative output, as the TET loss.
+
+    Why: a co-inference model is its backbone with a lossy code in the middle; the backbone's own
+    output says which wrong classes are near, which one label per image does not.
+    """
+    if logits.dim() == 3:
+        logits, teacher = running_mean(logits).flatten(0, 1), running_mean(teacher).flatten(0, 1)
+    log_p = F.log_softmax(logits / temperature, -1)
+    return F.kl_div(log_p, F.log_softmax(teacher / temperature, -1), log_target=True, reduction="batchmean") * (
+        temperature**2
+    )
+
+
 # --- optimisation ----------------------------------------------------------------------------
 
 
@@ -175,14 +190,18 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     meta: dict | None = None,
+    teacher: Backbone | None = None,
 ) -> dict:
-    """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch."""
+    """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch. With a
+    ``teacher`` (and ``oc.distill`` > 0) the loss also pulls the output toward the teacher's."""
     out = Path(out)
     rank, world = distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval().set_step_mode("m" if teacher.spiking else "s")
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt, start, history = make_optimizer(model, oc), 0, []
     sched = make_schedule(opt, oc)
@@ -220,6 +239,12 @@ def fit(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
                     loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
+                    if teacher is not None and oc.distill:
+                        with torch.no_grad():
+                            target = teacher(x).float()
+                            teacher.reset_state()
+                        kd = distillation_loss(logits.float(), target, oc.distill_temperature)
+                        loss = (1 - oc.distill) * loss + oc.distill * kd
                     if codes:
                         loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
                         codes.clear()
@@ -482,6 +507,15 @@ def init_from(model: Backbone, checkpoint: str | Path, scale: float = 1.0) -> No
                     m.bias.mul_(scale)
 
 
+def _teacher(spec: ModelSpec, ck) -> Backbone:
+    """A frozen copy of the backbone (the co-inference model shares, and trains, the original's
+    tail)."""
+    teacher = spec.build()
+    teacher.load_state_dict(ck.model.state_dict())
+    teacher.requires_grad_(False)
+    return teacher
+
+
 def pretrain(
     cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True, out: Path | None = None
 ) -> TrainResult | None:
@@ -609,6 +643,7 @@ def finetune(
         resume=resume,
         progress=progress,
         meta=meta,
+        teacher=_teacher(spec, ck) if oc.distill else None,
     )
     probs = None
     if model.spiking:  # learned entropy model: channel firing probabilities on the training images
