@@ -48,6 +48,22 @@ def test_round_trip_with_learned_channel_probs(x):
         codec.decode(pkt)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_bits_in_and_bits_out_equal_the_float32_path(fmt):
+    """bool or 0/1 uint8 maps encode to the same packet as float32; decode_payload with
+    dtype=np.uint8 gives the same map as 0/1 bytes (what the server decodes)."""
+    x = spikes((16, 5, 5), 0.2).numpy()
+    pkt = codec.encode(x, fmt, timestep=2)
+    assert codec.encode(x.astype(bool), fmt, timestep=2) == pkt == codec.encode(x.astype(np.uint8), fmt, timestep=2)
+    bits = codec.decode_payload(codec.read_header(pkt), dtype=np.uint8)
+    assert bits.array.dtype == np.uint8 and bits.timestep == 2
+    assert np.array_equal(bits.array, codec.decode(pkt).astype(np.uint8))
+    with pytest.raises(CodecError, match="binary map"):
+        codec.encode(np.full((2, 2, 2), 2, np.uint8), fmt)
+    with pytest.raises(CodecError, match="dtype must be float32 or uint8"):
+        codec.decode_packet(pkt, dtype=np.int16)
+
+
 def test_auto_is_smallest():
     for rate in (0.0005, 0.05, 0.5):
         x = spikes((64, 8, 8), rate)
@@ -160,6 +176,8 @@ def test_fuzz_mutated_packets(fmt, pos, val, cut, extra, fix_crc, op):
         (lambda p: p[:10], "truncated"),
         (lambda p: b"X" + p[1:], "bad magic"),
         (lambda p: p[:1] + b"\x09" + p[2:], "version 9 is not supported"),
+        (lambda p: p[:2] + b"\x07" + p[3:], "unknown payload format code 7"),
+        (lambda p: p[:3] + b"\x02" + p[4:], "invalid flags 0x2 for format bitmap"),
         (lambda p: p + b"\0", "does not match its header"),
         (lambda p: p[:-1] + bytes([p[-1] ^ 1]), "CRC32 mismatch"),
         (lambda p: with_crc(p[:8] + struct.pack("<H", 60000) * 3 + p[14:]), "exceeds"),

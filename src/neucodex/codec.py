@@ -20,7 +20,9 @@ Payload formats:
 itself bounded by ``max_elements``.
 
 NumPy only (no PyTorch): the torch-free edge runs this same module. ``encode`` takes a NumPy
-array or a torch tensor; ``decode`` returns a NumPy ``float32`` array.
+array or a torch tensor (float32, or bits as bool / 0-1 uint8, which skip the float binary
+check); ``decode`` returns a NumPy ``float32`` array, ``decode_packet``/``decode_payload`` with
+``dtype=np.uint8`` the 0/1 bits without a float conversion (the server's path).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import constriction
 import numpy as np
@@ -40,6 +42,7 @@ MAGIC = b"N"
 _HEADER = struct.Struct("<cBBBHHHHHI")  # everything before the CRC
 _CRC = struct.Struct("<I")
 HEADER_BYTES = _HEADER.size + _CRC.size
+_HEADER_CRC = struct.Struct(_HEADER.format + "I")  # both read in one call
 MAX_ELEMENTS = 1 << 24
 """Default bound on N*C*H*W a decoder accepts (16 M neurons, a 2 MiB bitmap)."""
 
@@ -49,6 +52,13 @@ SPIKE_FORMATS = ("bitmap", "sparse", "entropy")
 _FLAG_CHANNEL_MODEL = 1  # entropy: per-channel learned probabilities
 _SPARSE_PAD_SHIFT = 1  # sparse: padding bits of the packed indices in flags bits 1-3
 _ALLOWED_FLAGS = {"entropy": _FLAG_CHANNEL_MODEL, "sparse": 7 << _SPARSE_PAD_SHIFT}
+_VALID_LEADS = frozenset(
+    MAGIC + bytes((VERSION, code, flags))
+    for name, code in FORMATS.items()
+    for flags in range(256)
+    if not flags & ~_ALLOWED_FLAGS.get(name, 0)
+)
+"""Every valid (magic, version, format, flags) start of a packet."""
 _P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
 _PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
 
@@ -57,16 +67,18 @@ class CodecError(NeucodexError):
     """A packet could not be produced or read; the message says why."""
 
 
-@dataclass(frozen=True)
-class Packet:
-    """A decoded packet: the map plus the header fields that travel with it."""
+class Packet(NamedTuple):
+    """A decoded packet: the map plus the header fields that travel with it (a tuple: built once
+    per frame on the server's hot path)."""
 
-    array: np.ndarray  # float32 [N, C, H, W]
+    array: np.ndarray  # [N, C, H, W]: float32, or 0/1 uint8 when decoded with dtype=np.uint8
     format: str
     timestep: int
 
 
 def _as_array(x) -> np.ndarray:
+    if type(x) is np.ndarray:  # the usual case, before any attribute lookup
+        return x
     if hasattr(x, "detach"):  # a torch tensor, without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
@@ -81,13 +93,18 @@ def _shape4(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
 
 
 _ONE_F32 = np.float32(1.0).view(np.uint32)
+_BOOL, _UINT8, _FLOAT32 = np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.float32)
 
 
 def _binary(a: np.ndarray) -> np.ndarray:
     """``a`` as 0/1 (bool or uint8), or :class:`CodecError` if it holds any other value."""
-    if a.dtype == np.bool_:
+    if a.dtype is _BOOL:  # dtypes of built-in types are singletons: identity is the fast compare
         return a
-    if a.dtype == np.float32 and a.flags.c_contiguous:  # the spikes' usual form: two counts, no temporaries
+    if a.dtype is _UINT8:  # bits already: one max, and packbits reads them as they are
+        if a.size and a.max() > 1:
+            raise CodecError("spike formats need a binary map (values 0 and 1); use 'uint8' for real features")
+        return a
+    if a.dtype is _FLOAT32 and a.flags.c_contiguous:  # the spikes' usual form: two counts, no temporaries
         u = a.view(np.uint32)
         ones = u == _ONE_F32
         if np.count_nonzero(u) == np.count_nonzero(ones):  # every non-zero word is exactly 1.0
@@ -124,8 +141,8 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
     idx = raw[:total].reshape(-1, width).astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
     if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
         raise CodecError("sparse indices must be strictly increasing and inside the map")
-    values = np.zeros(n, np.float32)
-    values[idx] = 1.0
+    values = np.zeros(n, np.uint8)
+    values[idx] = 1
     return values
 
 
@@ -234,11 +251,13 @@ def encode(
     """
     a = _as_array(x)
     shape4 = _shape4(a.shape)
-    if any(d > 0xFFFF for d in shape4):
+    if max(shape4) > 0xFFFF:
         raise CodecError(f"each dimension must be ≤ 65535, got {tuple(a.shape)}")
     if not 0 <= timestep <= 0xFFFF:
         raise CodecError(f"timestep must be in 0..65535, got {timestep}")
-    if format == "auto":
+    if format == "bitmap":  # the hot path, inline: one pass to bits, one packbits
+        payload, flags = np.packbits(_binary(a.reshape(-1))).tobytes(), 0
+    elif format == "auto":
         try:
             bits = _binary(a.reshape(-1))
         except CodecError:
@@ -250,39 +269,46 @@ def encode(
     else:
         payload, flags = _payload(format, a, channel_probs, shape4)
     head = _HEADER.pack(MAGIC, VERSION, FORMATS[format], flags, timestep, *shape4, len(payload))
-    return head + _CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
+    return b"".join((head, _CRC.pack(zlib.crc32(payload, zlib.crc32(head))), payload))
 
 
-def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
-    """Validate and return the header fields of a packet (no payload decoding)."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise CodecError(f"a packet is bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if len(data) < HEADER_BYTES:
-        raise CodecError(f"packet truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
-    magic, version, fmt, flags, timestep, n, c, h, w, length = _HEADER.unpack_from(data)
+def _check_lead(magic: bytes, version: int, fmt: int, flags: int) -> None:
+    """The error for a packet whose first four bytes are not a valid combination."""
     if magic != MAGIC:
         raise CodecError("not a neucodex packet (bad magic byte)")
     if version != VERSION:
         raise CodecError(f"packet format version {version} is not supported (this codec reads {VERSION})")
     if fmt not in _FORMAT_NAMES:
         raise CodecError(f"unknown payload format code {fmt}")
-    if flags & ~_ALLOWED_FLAGS.get(_FORMAT_NAMES[fmt], 0):
-        raise CodecError(f"invalid flags {flags:#x} for format {_FORMAT_NAMES[fmt]}")
+    raise CodecError(f"invalid flags {flags:#x} for format {_FORMAT_NAMES[fmt]}")
+
+
+def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
+    """Validate and return the header fields of a packet (no payload decoding)."""
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            raise CodecError(f"a packet is bytes, got {type(data).__name__}")
+        data = bytes(data)
+    if len(data) < HEADER_BYTES:
+        raise CodecError(f"packet truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
+    magic, version, fmt, flags, timestep, n, c, h, w, length, crc = _HEADER_CRC.unpack_from(data)
+    if data[:4] not in _VALID_LEADS:  # one set lookup for the four checks below in the common case
+        _check_lead(magic, version, fmt, flags)
     elements = n * c * h * w
     if elements == 0 or elements > max_elements:
         raise CodecError(f"declared shape {n}x{c}x{h}x{w} is empty or exceeds {max_elements} elements")
     if len(data) != HEADER_BYTES + length:
         raise CodecError(f"packet length {len(data)} does not match its header ({HEADER_BYTES} + {length} bytes)")
-    (crc,) = _CRC.unpack_from(data, _HEADER.size)
-    if zlib.crc32(data[HEADER_BYTES:], zlib.crc32(data[: _HEADER.size])) != crc:
+    view = memoryview(data)
+    payload = view[HEADER_BYTES:]  # no copy
+    if zlib.crc32(payload, zlib.crc32(view[: _HEADER.size])) != crc:
         raise CodecError("packet CRC32 mismatch (corrupted in transit)")
     return {
         "format": _FORMAT_NAMES[fmt],
         "flags": flags,
         "timestep": timestep,
         "shape": (n, c, h, w),
-        "payload": data[HEADER_BYTES:],
+        "payload": payload,
     }
 
 
@@ -292,39 +318,60 @@ def decode_packet(
     channel_probs: np.ndarray | None = None,
     max_elements: int = MAX_ELEMENTS,
     expected_shape: tuple[int, ...] | None = None,
+    dtype: type = np.float32,
 ) -> Packet:
-    """Decode a packet into a float32 array of its declared shape, plus format and timestep.
+    """Decode a packet into an array of its declared shape, plus format and timestep.
 
     ``expected_shape`` (``[C, H, W]`` or ``[N, C, H, W]``): refuse any other declared shape before
     anything is allocated — what a server that knows its model's code shape passes.
     """
     hd = read_header(data, max_elements)
-    shape4, payload, fmt = hd["shape"], hd["payload"], hd["format"]
-    if expected_shape is not None and shape4 != _shape4(tuple(expected_shape)):
+    if expected_shape is not None and hd["shape"] != _shape4(tuple(expected_shape)):  # before any allocation
         raise CodecError(
-            f"declared shape {'x'.join(map(str, shape4))} is not the expected "
+            f"declared shape {'x'.join(map(str, hd['shape']))} is not the expected "
             f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
         )
+    return decode_payload(hd, channel_probs=channel_probs, dtype=dtype)
+
+
+def decode_payload(header: dict, *, channel_probs: np.ndarray | None = None, dtype: type = np.float32) -> Packet:
+    """The map of a packet whose header :func:`read_header` has checked (and the caller has
+    vetted: shape, format, timestep), so a receiver parses and CRC-checks each packet once.
+
+    ``dtype=np.uint8`` returns a spike map as its 0/1 bits without a float conversion — what a
+    receiver that converts a whole batch at once wants; a ``uint8``-format packet (real features)
+    always decodes to float32 in [0, 1].
+    """
+    shape4, payload, fmt = header["shape"], header["payload"], header["format"]
+    if dtype is not np.uint8 and dtype is not np.float32:
+        if np.dtype(dtype) not in (_UINT8, _FLOAT32):
+            raise CodecError(f"decode dtype must be float32 or uint8, got {dtype}")
+        dtype = np.uint8 if np.dtype(dtype) == _UINT8 else np.float32
     n = math.prod(shape4)
     if fmt == "bitmap":
         if len(payload) != (n + 7) // 8:
             raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
         raw = np.frombuffer(payload, np.uint8)
-        if n % 8 and raw[-1] & ((1 << (8 - n % 8)) - 1):
+        tail = n & 7
+        if tail and raw[-1] & ((1 << (8 - tail)) - 1):
             raise CodecError("bitmap padding bits are not zero")
-        values = np.unpackbits(raw, count=n).astype(np.float32)
+        values = np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
     elif fmt == "sparse":
-        values = _sparse_decode(payload, n, hd["flags"])
+        values = _sparse_decode(payload, n, header["flags"])
     elif fmt == "entropy":
-        learned = bool(hd["flags"] & _FLAG_CHANNEL_MODEL)
+        learned = bool(header["flags"] & _FLAG_CHANNEL_MODEL)
         if learned and channel_probs is None:
             raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
-        values = _entropy_decode(payload, shape4, channel_probs if learned else None).astype(np.float32)
-    else:  # uint8
+        values = _entropy_decode(payload, shape4, channel_probs if learned else None)
+    else:  # uint8: real features, never bits
         if len(payload) != n:
             raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
-        values = np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0
-    return Packet(values.reshape(shape4), fmt, hd["timestep"])
+        return Packet(
+            (np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0).reshape(shape4), fmt, header["timestep"]
+        )
+    if dtype is np.float32:
+        values = values.astype(np.float32)
+    return Packet(values.reshape(shape4), fmt, header["timestep"])
 
 
 def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> np.ndarray:

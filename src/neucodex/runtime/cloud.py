@@ -83,7 +83,7 @@ class CloudModel:
         """One timestep for ``B`` sessions: codes ``[B, C', H', W']`` → (logits ``[B, K]``, new states)."""
         if self._initial:
             base.load_memories(self.cloud, [torch.cat(parts) for parts in zip(*states, strict=True)])
-        logits = self.cloud(codes.to(self.device)).float().cpu()
+        logits = self.cloud(codes.to(self.device, torch.float32)).float().cpu()
         split = [value.split(1) for value in base.extract_memories(self.cloud)]
         self.cloud.reset_state()
         return logits, [[parts[b] for parts in split] for b in range(len(states))]
@@ -235,7 +235,8 @@ class CloudSession:
         self.number, self.state, self.sums = None, [], None
 
     def decode(self, packet: bytes) -> torch.Tensor:
-        """The frame's code ``[1, C', H', W']``: shape, format and timestep checked before decoding."""
+        """The frame's code ``[1, C', H', W']`` (0/1 uint8 for a spiking model): shape, format and
+        timestep checked before decoding, the header parsed and CRC-checked once."""
         try:
             hd = codec.read_header(packet)
             if hd["timestep"] != self.t:
@@ -248,11 +249,8 @@ class CloudSession:
             if (hd["format"] == "uint8") == self.cloud.spiking:
                 want = "a spike format" if self.cloud.spiking else "uint8"
                 raise FrameError(f"format {hd['format']} sent, model needs {want}")
-            return torch.from_numpy(
-                codec.decode_packet(
-                    packet, channel_probs=self.channel_probs, expected_shape=(1, *self.cloud.code_shape)
-                ).array
-            )
+            dtype = np.uint8 if self.cloud.spiking else np.float32  # bits: the model step converts the batch
+            return torch.from_numpy(codec.decode_payload(hd, channel_probs=self.channel_probs, dtype=dtype).array)
         except codec.CodecError as e:
             raise FrameError(str(e)) from None
 
