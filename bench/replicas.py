@@ -1,13 +1,13 @@
 """Scale-out: edges over several ``neucodex serve`` replicas, one replica killed -9 mid-run.
 
-    python bench/replicas.py CHECKPOINT [--replicas 3] [--edges 32] [--seconds 60] [--kill-at 20]
+    python bench/replicas.py CHECKPOINT [--replicas 3] [--edges 32] [--seconds 60] [--kill-at 20] [--stream-age 5]
 
 Every edge is an ``EdgeClient`` (its own channel; ``--server a,b,c`` → gRPC's ``round_robin``,
 health-checked) with ``fallback="none"``, so a sample the cloud does not answer is reported
 ``failed``, never answered locally. The edges stream test samples back to back for ``--seconds``;
 at ``--kill-at`` the replica with the most open sessions gets SIGKILL. Printed: the load on each
-replica just before the kill (sessions open, frames and samples served) and its spread against
-the mean; then samples answered, failed and lost (a sample whose ``infer`` never returned),
+replica just before the kill (sessions open, sessions opened so far, frames and samples served)
+and its spread against the mean; then samples answered, failed and lost (a sample whose ``infer`` never returned),
 retries, and how many answers equal offline evaluation of the same policy.
 """
 
@@ -27,7 +27,12 @@ from neucodex.evaluate import load_split, loader, predict
 from neucodex.runtime import EdgeClient
 from neucodex.runtime.process import spawn_server
 
-COUNTERS = ("neucodex_sessions_active", "neucodex_frames_total", "neucodex_samples_total")
+COUNTERS = (
+    "neucodex_sessions_active",
+    "neucodex_sessions_total",
+    "neucodex_frames_total",
+    "neucodex_samples_total",
+)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -43,6 +48,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--kill-at", type=float, default=20.0)
     ap.add_argument("--samples", type=int, default=200, help="distinct test samples cycled through")
+    ap.add_argument("--stream-age", type=float, default=5.0, help="edges reopen their stream after this (0: never)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ck = load_checkpoint(args.checkpoint)
@@ -61,7 +67,9 @@ def main() -> None:
     done: list[tuple[int, object]] = []  # (sample index, result)
 
     def edge(k: int) -> None:
-        with EdgeClient(ck, target, fallback="none", timeout=5, retry_deadline=10) as client:
+        with EdgeClient(
+            ck, target, fallback="none", timeout=5, retry_deadline=10, stream_age=args.stream_age
+        ) as client:
             i = k
             while time.monotonic() < stop_at:
                 r = client.infer(inputs[i % len(inputs)])
@@ -88,15 +96,21 @@ def main() -> None:
     print(
         f"{args.replicas} replicas, {args.edges} edges, {args.seconds:g} s, replica {victim} killed -9 at "
         f"{args.kill_at:g} s; model {ck.info.model.name} {ck.info.model.point} {ck.info.model.bottleneck}, "
-        f"T={ck.model.T}, the checkpoint's calibrated exit ({policy.measure} {policy.threshold:.3f})"
+        f"T={ck.model.T}, the checkpoint's calibrated exit ({policy.measure} {policy.threshold:.3f}); "
+        f"edges reopen their stream every {args.stream_age:g} s"
     )
-    print(f"{'replica':>7} {'sessions open':>13} {'frames':>8} {'samples':>8}   (just before the kill)")
+    print(f"{'replica':>7} {'sessions open':>13} {'opened':>7} {'frames':>8} {'samples':>8}   (just before the kill)")
     for j, m in enumerate(load):
         print(
-            f"{j:>7} {m['neucodex_sessions_active']:>13.0f} {m['neucodex_frames_total']:>8.0f} "
-            f"{m['neucodex_samples_total']:>8.0f}" + ("   ← killed" if j == victim else "")
+            f"{j:>7} {m['neucodex_sessions_active']:>13.0f} {m['neucodex_sessions_total']:>7.0f} "
+            f"{m['neucodex_frames_total']:>8.0f} {m['neucodex_samples_total']:>8.0f}"
+            + ("   ← killed" if j == victim else "")
         )
-    for key, name in (("neucodex_sessions_active", "sessions"), ("neucodex_frames_total", "frames")):
+    for key, name in (
+        ("neucodex_sessions_active", "sessions open"),
+        ("neucodex_sessions_total", "sessions opened"),
+        ("neucodex_frames_total", "frames"),
+    ):
         values = [m[key] for m in load]
         mean = sum(values) / len(values)
         print(

@@ -22,6 +22,7 @@ from neucodex import codec
 from neucodex.accounting import measure_bits
 from neucodex.checkpoint import load_checkpoint
 from neucodex.cli import main
+from neucodex.errors import NeucodexError
 from neucodex.evaluate import load_split, loader, predict
 from neucodex.exit import ExitPolicy, confidence, evaluate_policy, running_mean
 from neucodex.runtime import EdgeClient, RuntimeFailure, Server
@@ -653,6 +654,34 @@ def test_replicas_round_robin_and_a_killed_replica_loses_no_sample(setup, coinfe
         assert [r.status for r in rs] == ["ok"] * N
         assert [r.prediction for r in rs] == preds and [r.steps for r in rs] == steps
     assert sum(r.retries for rs in results.values() for r in rs) >= load[victim]  # its edges replayed elsewhere
+
+
+def test_an_old_stream_is_reopened_so_round_robin_spreads_an_edge_over_replicas(setup):
+    """With stream_age the edge closes its stream at a sample boundary once it is that old, and
+    gRPC's round_robin puts the next one on the next replica; with 0 it keeps one stream."""
+    ck, ds, _, _, policy = setup
+    preds, steps, _ = offline(setup, policy)
+    servers = [Server(ck, port=0).start() for _ in range(2)]
+
+    def opened_on(server: Server) -> float:
+        return server.metrics.registry.get_sample_value("neucodex_sessions_total")
+
+    target = ",".join(s.address for s in servers)
+    try:
+        opened = []
+        for age in (0.0, 1e-6):
+            before = [opened_on(s) for s in servers]
+            with EdgeClient(ck, target, policy=policy, fallback="none", stream_age=age) as client:
+                rs = [client.infer(ds[i][0]) for i in range(N)]
+            assert [r.prediction for r in rs] == preds and [r.steps for r in rs] == steps
+            opened.append([opened_on(s) - b for s, b in zip(servers, before, strict=True)])
+    finally:
+        for s in servers:
+            s.stop(1)
+    assert sorted(opened[0]) == [0, 1]  # one stream for all samples, on one replica
+    assert sum(opened[1]) == N and min(opened[1]) >= N // 2 - 1  # a stream per sample, alternating
+    with pytest.raises(NeucodexError, match="stream_age must be"):
+        EdgeClient(ck, target, stream_age=-1)
 
 
 def test_ctrl_c_in_edge_and_serve_is_one_line(coinference_checkpoint):

@@ -85,6 +85,23 @@ def read_bytes(path: str | None, what: str) -> bytes | None:
         raise NeucodexError(f"cannot read the {what} {path}: {e.strerror}") from None
 
 
+def stream_arguments(p: argparse.ArgumentParser) -> None:
+    """How an edge waits, retries and moves between replicas (both edges take the same)."""
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    p.add_argument(
+        "--stream-age",
+        type=float,
+        default=5.0,
+        help="reopen the stream after this many seconds, at a sample boundary, so round_robin "
+        "spreads edges evenly over replicas (0: keep one stream; default 5)",
+    )
+
+
+def stream_options(args: argparse.Namespace) -> dict:
+    return {"timeout": args.timeout, "retry_deadline": args.retry_deadline, "stream_age": args.stream_age}
+
+
 def token_arguments(p: argparse.ArgumentParser, whose: str) -> None:
     p.add_argument("--token", help=f"bearer token {whose} (visible in ps: prefer --token-file or $NEUCODEX_TOKEN)")
     p.add_argument("--token-file", help="read the bearer token from this file (first line)")

@@ -8,7 +8,7 @@ import re
 import sys
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, read_bytes, token, token_arguments
+from .common import policy, policy_arguments, read_bytes, stream_arguments, stream_options, token, token_arguments
 
 NAME = "edge"
 HELP = "the edge: stream a dataset's samples through the cloud server"
@@ -31,8 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("local", "none"),
         help="when the cloud is gone: answer on the edge, or report the sample failed",
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
-    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    stream_arguments(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
     policy_arguments(p, "default: the server's")
@@ -79,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
         codec_format=args.codec,
         policy=policy(args),
         pipeline=not args.no_pipeline,
-        timeout=args.timeout,
-        retry_deadline=args.retry_deadline,
+        **stream_options(args),
         fallback=args.fallback,
     ) as client:
         results = stream_dataset(client, ds, indices, progress=not args.quiet)

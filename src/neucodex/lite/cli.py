@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 
-from ..commands.common import read_bytes, token, token_arguments
+from ..commands.common import read_bytes, stream_arguments, stream_options, token, token_arguments
 from ..commands.edge import check_target
 from ..errors import NeucodexError
 
@@ -33,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     p.add_argument("--codec", default="auto", choices=("auto", "bitmap", "sparse", "entropy"))
     p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
-    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
+    stream_arguments(p)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--threshold", type=float, help="early-exit threshold (default: the server's)")
     p.add_argument("--measure", default="max_softmax", choices=MEASURES)
@@ -68,8 +67,7 @@ def run(args: argparse.Namespace) -> int:
         codec_format=args.codec,
         policy=policy,
         pipeline=not args.no_pipeline,
-        timeout=args.timeout,
-        retry_deadline=args.retry_deadline,
+        **stream_options(args),
     ) as client:
         xs, ys = read_samples(args.input, client.edge.bundle.input_shape)
         samples = list(zip(xs, ys, strict=True))[: args.limit]

@@ -42,6 +42,7 @@ class EdgeClient(StreamingClient):
         retry_deadline: float = 5.0,
         fallback: str = "local",
         want_logits: bool = False,
+        stream_age: float = 5.0,
         device: str = "cpu",
     ) -> None:
         ck = open_coinference(checkpoint)
@@ -61,6 +62,7 @@ class EdgeClient(StreamingClient):
             fallback=fallback,
             fallbacks=("local", "none"),
             want_logits=want_logits,
+            stream_age=stream_age,
         )
         self.ck = ck
         self.model = ck.model.to(device).eval()

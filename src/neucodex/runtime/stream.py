@@ -83,6 +83,7 @@ class _Stream:
     def __init__(self, stub, open_msg: pb.EdgeMessage, metadata, timeout: float) -> None:
         self.requests: queue.Queue = queue.Queue()
         self.timeout = timeout
+        self.born = time.monotonic()
         self.requests.put(open_msg)
         self.call = stub.Stream(iter(self.requests.get, _END), metadata=metadata)
         self._deadline: float | None = None  # set while the caller waits for an answer
@@ -140,6 +141,10 @@ class StreamingClient:
     ``threshold``, ``min_steps``, ``max_steps``); ``None`` lets the server apply its own (the
     checkpoint's calibrated one). ``codec_format``: ``auto`` picks the smallest spike format per
     packet; ``probs``: the learned per-channel firing probabilities both ends share.
+    ``stream_age``: a stream older than this many seconds is closed at the next sample boundary
+    and the next sample opens a new one, which gRPC's ``round_robin`` places on the next replica —
+    so over time every edge spends as long on each replica, whatever placement it started with
+    (one extra round trip per reopen; 0: keep one stream).
     """
 
     def __init__(
@@ -159,9 +164,13 @@ class StreamingClient:
         fallback: str = "none",
         fallbacks: tuple[str, ...] = ("none",),
         want_logits: bool = False,
+        stream_age: float = 5.0,
     ) -> None:
         if fallback not in fallbacks:
             raise NeucodexError(f"fallback must be {' or '.join(repr(f) for f in fallbacks)}, got {fallback!r}")
+        if not stream_age >= 0:
+            raise NeucodexError(f"stream_age must be ≥ 0 seconds (0: keep one stream), got {stream_age}")
+        self.stream_age = stream_age
         self.model_id = model_id
         self.T = T
         self.format = codec_format
@@ -259,6 +268,8 @@ class StreamingClient:
         return pkt
 
     def _ensure_stream(self) -> _Stream:
+        if self._stream is not None and self.stream_age and time.monotonic() - self._stream.born > self.stream_age:
+            self._drop_stream()  # at a sample boundary: the balancer places the next stream
         if self._stream is None:
             open_msg = pb.Open(model_id=self.model_id, T=self.T, codec=self.format, want_logits=self.want_logits)
             if self.policy is not None:
