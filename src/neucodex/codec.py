@@ -120,9 +120,9 @@ def _index_bits(n: int) -> int:
 
 def _sparse_encode(bits: np.ndarray) -> tuple[bytes, int]:
     """Indices of the ones, MSB-first at ``_index_bits(n)`` bits each; flags carry the padding."""
-    width = _index_bits(bits.size)
-    idx = np.flatnonzero(bits)
-    packed_bits = ((idx[:, None] >> np.arange(width - 1, -1, -1)) & 1).astype(np.uint8).reshape(-1)
+    width = _index_bits(bits.size)  # ≤ 24: dimensions are u16 and MAX_ELEMENTS is 2^24
+    big_endian = np.flatnonzero(bits).astype(">u4").view(np.uint8).reshape(-1, 4)
+    packed_bits = np.unpackbits(big_endian, axis=1)[:, 32 - width :].reshape(-1)  # each index MSB-first
     pad = (-packed_bits.size) % 8
     return np.packbits(packed_bits).tobytes(), pad << _SPARSE_PAD_SHIFT
 
@@ -138,7 +138,9 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
     raw = np.unpackbits(np.frombuffer(payload, np.uint8))
     if raw[total:].any():
         raise CodecError("sparse padding bits are not zero")
-    idx = raw[:total].reshape(-1, width).astype(np.int64) @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+    words = np.zeros((total // width, 32), np.uint8)  # each index's bits, right-aligned in 32
+    words[:, 32 - width :] = raw[:total].reshape(-1, width)
+    idx = np.packbits(words, axis=1).view(">u4").reshape(-1).astype(np.int64)  # signed: diff below
     if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
         raise CodecError("sparse indices must be strictly increasing and inside the map")
     values = np.zeros(n, np.uint8)
