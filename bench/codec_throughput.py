@@ -23,7 +23,8 @@ from neucodex import codec
 
 
 def per_call(fn, repeats: int) -> float:
-    fn()
+    for _ in range(max(5, repeats // 10)):  # warm caches and the CPU's clock before timing
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -27,7 +27,6 @@ check); ``decode`` returns a NumPy ``float32`` array, ``decode_packet``/``decode
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from typing import NamedTuple
@@ -310,6 +309,7 @@ def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
         "flags": flags,
         "timestep": timestep,
         "shape": (n, c, h, w),
+        "elements": elements,
         "payload": payload,
     }
 
@@ -333,10 +333,10 @@ def decode_packet(
             f"declared shape {'x'.join(map(str, hd['shape']))} is not the expected "
             f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
         )
-    return decode_payload(hd, channel_probs=channel_probs, dtype=dtype)
+    return decode_payload(hd, channel_probs, dtype)
 
 
-def decode_payload(header: dict, *, channel_probs: np.ndarray | None = None, dtype: type = np.float32) -> Packet:
+def decode_payload(header: dict, channel_probs: np.ndarray | None = None, dtype: type = np.float32) -> Packet:
     """The map of a packet whose header :func:`read_header` has checked (and the caller has
     vetted: shape, format, timestep), so a receiver parses and CRC-checks each packet once.
 
@@ -349,7 +349,7 @@ def decode_payload(header: dict, *, channel_probs: np.ndarray | None = None, dty
         if np.dtype(dtype) not in (_UINT8, _FLOAT32):
             raise CodecError(f"decode dtype must be float32 or uint8, got {dtype}")
         dtype = np.uint8 if np.dtype(dtype) == _UINT8 else np.float32
-    n = math.prod(shape4)
+    n = header["elements"]
     if fmt == "bitmap":
         if len(payload) != (n + 7) // 8:
             raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
