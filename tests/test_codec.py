@@ -204,13 +204,18 @@ def test_sparse_packs_indices_at_log2_n_bits(n, ones):
     assert torch.equal(torch.from_numpy(codec.decode(pkt)).view(n), x)
 
 
-@pytest.mark.parametrize("indices", [[5, 3], [4, 4], [2, 120]])
+@pytest.mark.parametrize(
+    "indices",
+    [[5, 3], [4, 4], [2, 230], [*range(0, 140, 2), 3], [*range(70), 69], [*range(70), 230]],
+    ids=["backward", "repeated", "outside", "backward-70", "repeated-70", "outside-70"],
+)
 def test_sparse_indices_out_of_order_or_outside_the_map_are_refused(indices):
-    """A hand-made sparse packet (7-bit indices over a 1x1x100 map) that lists the same index
-    twice, goes backwards or points past the map never decodes."""
-    bits = np.array([[(i >> s) & 1 for s in range(6, -1, -1)] for i in indices], np.uint8).reshape(-1)
-    payload, pad = np.packbits(bits).tobytes(), (-bits.size) % 8
-    head = codec._HEADER.pack(codec.MAGIC, codec.VERSION, 1, pad << 1, 0, 1, 1, 1, 100, len(payload))
+    """A hand-made sparse packet (8-bit indices over a 1x1x200 map) that lists the same index
+    twice, goes backwards or points past the map never decodes — with a few indices (one
+    Python integer) or many (the array path)."""
+    bits = np.array([[(i >> s) & 1 for s in range(7, -1, -1)] for i in indices], np.uint8).reshape(-1)
+    payload = np.packbits(bits).tobytes()
+    head = codec._HEADER.pack(codec.MAGIC, codec.VERSION, 1, 0, 0, 1, 1, 1, 200, len(payload))
     pkt = head + codec._CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
     with pytest.raises(CodecError, match="strictly increasing and inside the map"):
         codec.decode(pkt)

@@ -126,6 +126,10 @@ def _sparse_encode(bits: np.ndarray) -> tuple[bytes, int]:
     return np.packbits(packed_bits).tobytes(), pad << _SPARSE_PAD_SHIFT
 
 
+_SMALL_SPARSE = 64
+"""Up to this many indices a sparse payload is decoded as one Python integer."""
+
+
 def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
     width = _index_bits(n)
     pad = (flags >> _SPARSE_PAD_SHIFT) & 7
@@ -134,14 +138,25 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
         raise CodecError(
             f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} {width}-bit indices"
         )
-    raw = np.unpackbits(np.frombuffer(payload, np.uint8))
-    if raw[total:].any():
-        raise CodecError("sparse padding bits are not zero")
-    words = np.zeros((total // width, 32), np.uint8)  # each index's bits, right-aligned in 32
-    words[:, 32 - width :] = raw[:total].reshape(-1, width)
-    idx = np.packbits(words, axis=1).view(">u4").reshape(-1).astype(np.int64)  # signed: diff below
-    if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
-        raise CodecError("sparse indices must be strictly increasing and inside the map")
+    count = total // width
+    if count <= _SMALL_SPARSE:  # a few indices: one Python int is ~5x faster than array passes
+        word = int.from_bytes(payload, "big")
+        if word & ((1 << pad) - 1):
+            raise CodecError("sparse padding bits are not zero")
+        word >>= pad
+        mask = (1 << width) - 1
+        idx = [(word >> (width * (count - 1 - i))) & mask for i in range(count)]
+        if any(b <= a for a, b in zip(idx, idx[1:])) or (idx and idx[-1] >= n):
+            raise CodecError("sparse indices must be strictly increasing and inside the map")
+    else:
+        raw = np.unpackbits(np.frombuffer(payload, np.uint8))
+        if raw[total:].any():
+            raise CodecError("sparse padding bits are not zero")
+        words = np.zeros((count, 32), np.uint8)  # each index's bits, right-aligned in 32
+        words[:, 32 - width :] = raw[:total].reshape(-1, width)
+        idx = np.packbits(words, axis=1).view(">u4").reshape(-1).astype(np.int64)  # signed: diff below
+        if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
+            raise CodecError("sparse indices must be strictly increasing and inside the map")
     values = np.zeros(n, np.uint8)
     values[idx] = 1
     return values

@@ -76,7 +76,9 @@ class CloudModel:
         return initial
 
     def new_state(self) -> State:
-        return [v.clone() for v in self._initial]
+        """A fresh session's state: the reset values themselves, not copies — :meth:`step` only
+        reads a state (``torch.cat`` copies it into the model) and returns new tensors."""
+        return list(self._initial)
 
     @torch.no_grad()
     def step(self, codes: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
@@ -263,14 +265,15 @@ class CloudSession:
 def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: list[State]) -> list[Decision]:
     """Each session takes its row of one step's logits ``[B, K]`` and its new neuron state; the
     exit decisions are made together, one policy check per (policy, T) group in the batch."""
-    sums = []
-    for s, row, state in zip(sessions, logits, states, strict=True):
+    zero = logits.new_zeros(logits.shape[1:])
+    for s, state in zip(sessions, states, strict=True):
         s.state = state
-        s.sums = row if s.sums is None else s.sums + row
         s.t += 1
-        sums.append(s.sums)
-    stacked = torch.stack(sums)
-    steps = torch.tensor([s.t for s in sessions])
+    stacked = logits + torch.stack([zero if s.sums is None else s.sums for s in sessions])  # one add for all
+    for s, row in zip(sessions, stacked.unbind(0), strict=True):
+        s.sums = row
+    ts = [s.t for s in sessions]
+    steps = torch.tensor(ts)
     groups: dict[tuple[ExitPolicy, int], list[int]] = {}
     for b, s in enumerate(sessions):
         groups.setdefault((s.policy, s.T), []).append(b)
@@ -286,5 +289,5 @@ def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: lis
     preds = means.argmax(-1).tolist()
     return [
         Decision(t - 1, p, c, d, m)
-        for t, p, c, d, m in zip(steps.tolist(), preds, conf.tolist(), done.tolist(), means, strict=True)
+        for t, p, c, d, m in zip(ts, preds, conf.tolist(), done.tolist(), means.unbind(0), strict=True)
     ]
