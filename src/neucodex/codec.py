@@ -28,6 +28,7 @@ check); ``decode`` returns a NumPy ``float32`` array, ``decode_packet``/``decode
 from __future__ import annotations
 
 import struct
+from itertools import pairwise
 import zlib
 from typing import NamedTuple
 
@@ -146,7 +147,7 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
         word >>= pad
         mask = (1 << width) - 1
         idx = [(word >> (width * (count - 1 - i))) & mask for i in range(count)]
-        if any(b <= a for a, b in zip(idx, idx[1:])) or (idx and idx[-1] >= n):
+        if any(b <= a for a, b in pairwise(idx)) or (idx and idx[-1] >= n):
             raise CodecError("sparse indices must be strictly increasing and inside the map")
     else:
         raw = np.unpackbits(np.frombuffer(payload, np.uint8))
