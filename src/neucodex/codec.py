@@ -28,8 +28,8 @@ check); ``decode`` returns a NumPy ``float32`` array, ``decode_packet``/``decode
 from __future__ import annotations
 
 import struct
-from itertools import pairwise
 import zlib
+from itertools import pairwise
 from typing import NamedTuple
 
 import constriction
