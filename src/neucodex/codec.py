@@ -301,7 +301,8 @@ def _check_lead(magic: bytes, version: int, fmt: int, flags: int) -> None:
 
 
 def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
-    """Validate and return the header fields of a packet (no payload decoding)."""
+    """Validate and return the header fields of a packet (no payload decoding): format, flags,
+    timestep, shape, elements, and the payload as a memoryview into ``data`` (no copy)."""
     if type(data) is not bytes:
         if not isinstance(data, bytearray | memoryview):
             raise CodecError(f"a packet is bytes, got {type(data).__name__}")
@@ -309,7 +310,7 @@ def read_header(data: bytes, max_elements: int = MAX_ELEMENTS) -> dict:
     if len(data) < HEADER_BYTES:
         raise CodecError(f"packet truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
     magic, version, fmt, flags, timestep, n, c, h, w, length, crc = _HEADER_CRC.unpack_from(data)
-    if data[:4] not in _VALID_LEADS:  # one set lookup for the four checks below in the common case
+    if data[:4] not in _VALID_LEADS:  # magic, version, format and flags valid: one set lookup
         _check_lead(magic, version, fmt, flags)
     elements = n * c * h * w
     if elements == 0 or elements > max_elements:
