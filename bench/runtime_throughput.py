@@ -5,7 +5,8 @@
 1. Overhead: one edge, no pipelining, against ``neucodex serve`` in its own process; the round
    trip per frame against the model's own compute (edge head + encoder + encoding, and the
    cloud's decode + decoder + tail) measured in this process, and against the floor of any
-   gRPC-Python frame: a bare echo's round trip, measured in the same run.
+   gRPC-Python frame: a bare echo's round trip, measured in the same run. Medians (per sample's
+   mean round trip, per frame's compute) over four passes of the samples.
 2. Throughput: ``neucodex serve`` in its own process, with and without dynamic batching; 1, 8
    and 64 concurrent edges (asyncio, one connection each) replaying pre-encoded packets, so the
    figure is the server's, not the edges' compute. All T steps per sample (the edges send a
@@ -53,26 +54,31 @@ def packets_for(ck, ds, n: int) -> list[list[bytes]]:
     return out
 
 
-def overhead(ck_dir: Path, n: int) -> dict:
+def overhead(ck_dir: Path, n: int, passes: int = 4) -> dict:
+    """Medians over ``passes`` passes of ``n`` samples: the host's speed moves from second to
+    second here, and a mean over a few hundred frames moved by 2x between runs."""
     ck = load_checkpoint(ck_dir)
     ds = load_split(ck.info.experiment(), "test", ck.model.T)
     cloud = CloudModel(load_checkpoint(ck_dir).model)
     pk = packets_for(ck, ds, n)
-    t0 = time.perf_counter()
-    for sample in pk:
-        state = cloud.new_state()
-        for p in sample:
-            _, (state,) = cloud.step(torch.from_numpy(codec.decode(p)), [state])
-    cloud_ms = (time.perf_counter() - t0) * 1000 / (n * ck.model.T)
+    frame_ms = []
+    for _ in range(passes):
+        for sample in pk:
+            state = cloud.new_state()
+            for p in sample:
+                t0 = time.perf_counter()
+                _, (state,) = cloud.step(torch.from_numpy(codec.decode(p)), [state])
+                frame_ms.append((time.perf_counter() - t0) * 1000)
+    cloud_ms = statistics.median(frame_ms)
     proc, address = serve(ck_dir, "--max-batch", "1")  # its own process, as deployed
     try:
         with EdgeClient(ck_dir, address, policy=NEVER, pipeline=False) as client:
             client.infer(ds[0][0])  # warm up the stream
-            rs = [client.infer(ds[i][0]) for i in range(n)]
+            rs = [client.infer(ds[i][0]) for _ in range(passes) for i in range(n)]
     finally:
         stop_server(proc)
-    rtt = statistics.fmean(r.rtt_ms for r in rs)
-    edge = statistics.fmean(r.edge_ms / r.steps_computed for r in rs)
+    rtt = statistics.median(r.rtt_ms for r in rs)
+    edge = statistics.median(r.edge_ms / r.steps_computed for r in rs)
     return {
         "edge_ms_per_step": edge,
         "cloud_ms_per_step": cloud_ms,
@@ -173,6 +179,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--seconds", type=float, default=3.0, help="least wall time per throughput point")
+    ap.add_argument("--overhead-only", action="store_true", help="part 1 only: overhead and the gRPC floor")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ck = load_checkpoint(args.checkpoint)
@@ -186,6 +193,8 @@ def main() -> None:
         f"= {o['overhead_vs_model']:.2f}x the model's own compute per step"
     )
     print(f"gRPC floor: a bare bidirectional echo on loopback, {echo_floor():.2f} ms per round trip (median)")
+    if args.overhead_only:
+        return
     packets = packets_for(ck, ds, args.samples)
     print(
         f"{'edges':>5} | all T={ck.model.T} steps (never-exit policy): {'batching off':>12} {'on':>7} {'on/off':>6}"

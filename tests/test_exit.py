@@ -142,3 +142,27 @@ def test_one_check_per_batch_equals_one_check_per_session(measure):
     for d, (t, pred, done, conf) in zip(together, expected, strict=True):
         assert (d.timestep, d.prediction, d.exit) == (t, pred, done) and d.confidence == pytest.approx(conf, abs=1e-6)
     assert {d.exit for d in together} == {True, False}
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_decide_rows_equals_check_at_the_threshold(measure):
+    """The server's row-wise decision equals the tensor one even with the threshold at a row's
+    confidence or a hair (not representable in float32) either side of it; a lone session too."""
+    import math
+
+    from neucodex.runtime.cloud import CloudSession, record_batch
+
+    torch.manual_seed(1)
+    sums, steps = torch.randn(6, 10) * 3, [1, 2, 3, 1, 2, 3]
+    means = sums / torch.tensor(steps)[:, None]
+    at = float(confidence(means, measure)[2])
+    for th in (at, math.nextafter(at, 0.0), math.nextafter(at, 1.0), at + 1e-9, 0.0, 2.0):
+        for policy in (ExitPolicy(measure, th), ExitPolicy(measure, th, min_steps=2, max_steps=3)):
+            done, conf = policy.check(sums, torch.tensor(steps), 3)
+            rows, rconf = policy.decide_rows(means, steps, 3)
+            assert rows == done.tolist() and rconf == conf.tolist()
+            lone = CloudSession(None, policy, T=3)  # type: ignore[arg-type]
+            lone.number, lone.t, lone.sums = 0, steps[2] - 1, sums[2] - sums[2] / steps[2]
+            (d,) = record_batch([lone], (sums[2] / steps[2])[None], [[]])
+            alone, _ = policy.check(lone.sums[None], steps[2], 3)
+            assert d.exit == bool(alone[0])

@@ -70,6 +70,17 @@ class ExitPolicy:
         conf = confidence(sum_logits.float() / (steps[:, None] if steps.dim() else steps), self.measure)
         return (steps >= last) | ((steps >= self.min_steps) & (conf >= self.threshold)), conf
 
+    def decide_rows(self, mean_logits: torch.Tensor, steps: list[int], T: int) -> tuple[list[bool], list[float]]:
+        """The streaming server's form of :meth:`check`, a few small tensor ops fewer per batch:
+        ``[B, K]`` running means after ``steps[b]`` timesteps → (exit, confidence) per row as Python
+        values. The confidence and its float32 comparison with the threshold are the same tensor
+        ops as :meth:`check`'s; only the exact integer tests run in Python."""
+        last = min(T, self.max_steps or T)
+        conf = confidence(mean_logits, self.measure)
+        confident = (conf >= self.threshold).tolist()
+        exits = [t >= last or (t >= self.min_steps and c) for t, c in zip(steps, confident, strict=True)]
+        return exits, conf.tolist()
+
     def should_exit(self, sum_logits: torch.Tensor, t: int, T: int) -> torch.Tensor:
         return self.check(sum_logits, t, T)[0]
 

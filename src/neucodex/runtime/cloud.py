@@ -67,10 +67,12 @@ class CloudModel:
         """Run one zero step to learn each memory's shape; keep the reset value at that shape."""
         self.cloud.reset_state()
         self.cloud(torch.zeros(1, *self.code_shape, device=self.device))
-        initial = []
+        initial, self._slots = [], []
         for name, value in base.named_memories(self.cloud):
             owner, _, attr = name.rpartition(".")
-            rv = self.cloud.get_submodule(owner).get_reset_value(attr)
+            module = self.cloud.get_submodule(owner)
+            self._slots.append((module, attr))
+            rv = module.get_reset_value(attr)
             initial.append(rv.clone() if isinstance(rv, torch.Tensor) else torch.full_like(value, float(rv)))
         self.cloud.reset_state()
         return initial
@@ -82,12 +84,24 @@ class CloudModel:
 
     @torch.no_grad()
     def step(self, codes: torch.Tensor, states: list[State]) -> tuple[torch.Tensor, list[State]]:
-        """One timestep for ``B`` sessions: codes ``[B, C', H', W']`` → (logits ``[B, K]``, new states)."""
-        if self._initial:
-            base.load_memories(self.cloud, [torch.cat(parts) for parts in zip(*states, strict=True)])
+        """One timestep for ``B`` sessions: codes ``[B, C', H', W']`` → (logits ``[B, K]``, new states).
+
+        Every memory is set before the forward pass, so whatever the model held before does not
+        matter and nothing is reset after it. A lone session's new state is the model's memories
+        themselves (no concatenation, no split): when it steps alone again, setting them is a
+        no-op in effect. The neurons compute out of place, so a returned state never changes
+        behind its session's back."""
+        if len(states) == 1:
+            state = states[0]
+        else:
+            state = [torch.cat(parts) for parts in zip(*states, strict=True)]
+        for (module, attr), value in zip(self._slots, state, strict=True):
+            setattr(module, attr, value)
         logits = self.cloud(codes.to(self.device, torch.float32)).float().cpu()
-        split = [value.split(1) for value in base.extract_memories(self.cloud)]
-        self.cloud.reset_state()
+        values = [getattr(module, attr) for module, attr in self._slots]
+        if len(states) == 1:
+            return logits, [values]
+        split = [value.split(1) for value in values]
         return logits, [[parts[b] for parts in split] for b in range(len(states))]
 
 
@@ -142,6 +156,10 @@ class Batcher:
 
     async def step(self, session: CloudSession, code: torch.Tensor) -> StepResult:
         """Run one timestep of ``session`` on its ``[1, C', H', W']`` code; its decision after it."""
+        if not self._busy and not self._pending and self.active <= 1:
+            # a lone frame with no other sample open: inline on the loop, no thread, no future
+            logits, states, ms = self._run_codes(code, [session])
+            return StepResult(record_batch([session], logits, states)[0], ms, 1)
         loop = asyncio.get_running_loop()
         job = Job(session, code, loop.create_future(), time.monotonic())
         self._pending.append(job)
@@ -163,17 +181,16 @@ class Batcher:
                 self._timer = loop.call_later(remaining, self._kick, loop)
                 return
         jobs, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        if len(jobs) == 1 and self.active <= 1:
-            self._finish(jobs, self._run, jobs)
-            self._kick(loop)
-            return
         self._busy = True
         done = loop.run_in_executor(self._model, self._run, jobs)
         done.add_done_callback(lambda f: self._done(loop, jobs, f))
 
     def _run(self, jobs: list[Job]) -> tuple[torch.Tensor, list[State], float]:
+        return self._run_codes(torch.cat([j.code for j in jobs]), [j.session for j in jobs])
+
+    def _run_codes(self, codes: torch.Tensor, sessions: list[CloudSession]) -> tuple[torch.Tensor, list[State], float]:
         t0 = time.perf_counter()
-        logits, states = self.cloud.step(torch.cat([j.code for j in jobs]), [j.session.state for j in jobs])
+        logits, states = self.cloud.step(codes, [s.state for s in sessions])
         return logits, states, (time.perf_counter() - t0) * 1000.0
 
     def _done(self, loop: asyncio.AbstractEventLoop, jobs: list[Job], f: asyncio.Future) -> None:
@@ -181,10 +198,10 @@ class Batcher:
         self._finish(jobs, f.result)
         self._kick(loop)
 
-    def _finish(self, jobs: list[Job], result, *args) -> None:
-        """Decide for the batch whose model step ``result(*args)`` returns, and answer each job."""
+    def _finish(self, jobs: list[Job], result) -> None:
+        """Decide for the batch whose model step ``result()`` returns, and answer each job."""
         try:
-            logits, states, ms = result(*args)
+            logits, states, ms = result()
             decisions = record_batch([j.session for j in jobs], logits, states)
         except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 — to every waiting session; the loop goes on
             for j in jobs:
@@ -265,29 +282,31 @@ class CloudSession:
 def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: list[State]) -> list[Decision]:
     """Each session takes its row of one step's logits ``[B, K]`` and its new neuron state; the
     exit decisions are made together, one policy check per (policy, T) group in the batch."""
-    zero = logits.new_zeros(logits.shape[1:])
+    ts = []
     for s, state in zip(sessions, states, strict=True):
         s.state = state
         s.t += 1
-    stacked = logits + torch.stack([zero if s.sums is None else s.sums for s in sessions])  # one add for all
-    for s, row in zip(sessions, stacked.unbind(0), strict=True):
+        ts.append(s.t)
+    if len(sessions) == 1:  # a lone frame: no stack
+        sums = logits if sessions[0].sums is None else logits + sessions[0].sums
+    else:
+        zero = logits.new_zeros(logits.shape[1:])
+        sums = logits + torch.stack([zero if s.sums is None else s.sums for s in sessions])  # one add for all
+    rows = sums.unbind(0)
+    for s, row in zip(sessions, rows, strict=True):
         s.sums = row
-    ts = [s.t for s in sessions]
-    steps = torch.tensor(ts)
+    means = sums / torch.tensor(ts)[:, None]  # as ExitPolicy.check divides: float32 by the step count
     groups: dict[tuple[ExitPolicy, int], list[int]] = {}
     for b, s in enumerate(sessions):
         groups.setdefault((s.policy, s.T), []).append(b)
     if len(groups) == 1:  # the usual case: one policy for the whole batch, no gather and scatter
         (policy, T), _ = groups.popitem()
-        done, conf = policy.check(stacked, steps, T)
+        done, conf = policy.decide_rows(means, ts, T)
     else:
-        done, conf = torch.zeros(len(sessions), dtype=torch.bool), torch.zeros(len(sessions))
-        for (policy, T), rows in groups.items():
-            idx = torch.tensor(rows)
-            done[idx], conf[idx] = policy.check(stacked[idx], steps[idx], T)
-    means = stacked / steps[:, None]
+        done, conf = [False] * len(sessions), [0.0] * len(sessions)
+        for (policy, T), idx in groups.items():
+            d, c = policy.decide_rows(means[idx], [ts[b] for b in idx], T)
+            for b, db, cb in zip(idx, d, c, strict=True):
+                done[b], conf[b] = db, cb
     preds = means.argmax(-1).tolist()
-    return [
-        Decision(t - 1, p, c, d, m)
-        for t, p, c, d, m in zip(ts, preds, conf.tolist(), done.tolist(), means.unbind(0), strict=True)
-    ]
+    return [Decision(t - 1, p, c, d, m) for t, p, c, d, m in zip(ts, preds, conf, done, means.unbind(0), strict=True)]
