@@ -97,6 +97,12 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeyp
     for hw in ("45nm", "rolls"):
         mean = sum(p[f"edge_mj_{hw}"] for p in per) / 32
         assert mean == pytest.approx(r["energy"][hw]["co_inference_mj"])
+        # SpikeBottleNet's scope: edge-only SNN is Table 3's last split point; the edge's share is
+        # the block convs before the cut (the first conv and the encoder are out of scope)
+        e, table = r["energy"][hw], r["split_energy"]["snn_" + hw]
+        assert r["split_energy"]["scope"] == "paper"
+        assert e["edge_only_snn_paper_mj"] == pytest.approx(table[-1]["energy_mj"])
+        assert 0 <= e["co_inference_compute_paper_mj"] < e["co_inference_compute_mj"]
     for name in (
         "report.md",
         "report.json",
