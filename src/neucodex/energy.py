@@ -15,7 +15,7 @@ are left out.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -248,7 +248,6 @@ def split_point_energy(
 ) -> SplitPointEnergy:
     """Edge energy up to every split point of a trained checkpoint (its firing rates on its test
     samples; a co-inference checkpoint's backbone) or of an untrained model on random input."""
-    from dataclasses import replace
 
     from .checkpoint import load_checkpoint, read_info
     from .config import load_config
@@ -301,8 +300,13 @@ def coinference_energy(
     """
     T = model.T
     ops_co, ops_bb, ops_dnn = count_ops(model, x), count_ops(backbone, x), count_ops(dnn, x)
+    # the paper's scope is the backbone's: its block convs (a co-inference model's only split
+    # point is its encoder, which the paper leaves out)
+    in_scope = {(o.stage, o.name) for o in ops_bb if o.paper}
+    ops_co = [replace(o, paper=(o.stage, o.name) in in_scope) for o in ops_co]
     dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
     energies, per_sample = {}, {}
+
     def compute_mj(prof: HardwareProfile, scope: str) -> tuple[list[float], float, float]:
         """(edge energy after 1..T steps, its mean over the samples' exit steps, edge-only SNN)."""
         per_step = [edge_energy(model, ops_co, "encoder", prof, scope, s).energy_mj for s in range(1, T + 1)]
