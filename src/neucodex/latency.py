@@ -27,8 +27,9 @@ from .bottleneck import CoInferenceModel
 from .errors import InvalidArgumentError
 from .models import Backbone
 
-FRAME_OVERHEAD_MS = 1.69
-"""Per-frame runtime overhead on loopback measured by bench/runtime_throughput.py (bench/RESULTS.md)."""
+FRAME_OVERHEAD_MS = 0.95
+"""Per-frame runtime overhead on loopback, the median of five runs of bench/runtime_throughput.py
+(0.62–1.63 ms, 2-core CPU; bench/RESULTS.md, session 7) — used when a report has no live run."""
 
 
 @dataclass(frozen=True)
