@@ -194,23 +194,20 @@ class Batcher:
         return logits, states, (time.perf_counter() - t0) * 1000.0
 
     def _done(self, loop: asyncio.AbstractEventLoop, jobs: list[Job], f: asyncio.Future) -> None:
+        """The batch's model step ended: decide for it, answer each job, start the next batch."""
         self._busy = False
-        self._finish(jobs, f.result)
-        self._kick(loop)
-
-    def _finish(self, jobs: list[Job], result) -> None:
-        """Decide for the batch whose model step ``result()`` returns, and answer each job."""
         try:
-            logits, states, ms = result()
+            logits, states, ms = f.result()
             decisions = record_batch([j.session for j in jobs], logits, states)
         except (Exception, asyncio.CancelledError) as e:  # noqa: BLE001 — to every waiting session; the loop goes on
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(e)
-            return
-        for j, d in zip(jobs, decisions, strict=True):
-            if not j.future.done():  # a session cancelled meanwhile has nobody waiting
-                j.future.set_result(StepResult(d, ms, len(jobs)))
+        else:
+            for j, d in zip(jobs, decisions, strict=True):
+                if not j.future.done():  # a session cancelled meanwhile has nobody waiting
+                    j.future.set_result(StepResult(d, ms, len(jobs)))
+        self._kick(loop)
 
 
 class FrameError(NeucodexError):
