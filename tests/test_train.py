@@ -338,6 +338,25 @@ def test_finetune_recipe_warm_up_frozen_head_and_faster_bottleneck(tmp_path):
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([oc.lr, 10 * oc.lr])
 
 
+def test_finetune_continues_from_a_coinference_checkpoint(tmp_path):
+    """finetune.init_from starts from a co-inference checkpoint's weights (a zoo entry, say) at the
+    same cut; a backbone or another cut there is one clear error."""
+    cfg = cfg_for(tmp_path)
+    pretrain(cfg, progress=False)
+    first = finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", out=tmp_path / "first", progress=False)
+    again = cfg_for(tmp_path, "finetune.epochs=0", "finetune.norm_samples=0", f"finetune.init_from={first.checkpoint}")
+    m = finetune(again, cfg.run_dir / "backbone", "conv2", "c4s2", out=tmp_path / "again", progress=False)
+    a, b = load_checkpoint(first.checkpoint), load_checkpoint(m.checkpoint)
+    for (k, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    assert b.info.extra["init_from"] == first.checkpoint and m.test_accuracy == pytest.approx(first.test_accuracy)
+    with pytest.raises(CheckpointError, match="cut at conv2 with c4s2k3 .* not vgg-tiny at conv1 with c4s2k3"):
+        finetune(again, cfg.run_dir / "backbone", "conv1", "c4s2", out=tmp_path / "x", progress=False)
+    bad = cfg_for(tmp_path, "finetune.epochs=0", f"finetune.init_from={cfg.run_dir / 'backbone'}")
+    with pytest.raises(CheckpointError, match="holds a backbone; give a co-inference checkpoint"):
+        finetune(bad, cfg.run_dir / "backbone", "conv2", "c4s2", out=tmp_path / "y", progress=False)
+
+
 def test_ctrl_c_in_train_is_one_line_and_keeps_the_saved_epochs(tmp_path):
     import signal
     import time

@@ -60,6 +60,7 @@ class OptimConfig:
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
     distill: float = 0.0  # weight of the KL to the backbone's own output (knowledge distillation; 0: off)
     distill_temperature: float = 2.0  # softens both outputs before that KL
+    init_from: str | None = None  # a co-inference checkpoint at the same cut to continue from (e.g. a zoo entry)
 
 
 @dataclass

@@ -507,6 +507,21 @@ def init_from(model: Backbone, checkpoint: str | Path, scale: float = 1.0) -> No
                     m.bias.mul_(scale)
 
 
+def continue_from(model: CoInferenceModel, spec: ModelSpec, checkpoint: str | Path) -> None:
+    """Start a fine-tune from a co-inference checkpoint with the same backbone and cut (e.g. a
+    zoo entry, to train it longer or under another recipe) instead of a new bottleneck."""
+    ck = load_checkpoint(checkpoint)
+    theirs = ck.info.model
+    if not theirs.coinference:
+        raise CheckpointError(f"--set finetune.init_from: {checkpoint} holds a backbone; give a co-inference checkpoint")
+    if (theirs.name, theirs.point, theirs.bottleneck, theirs.T) != (spec.name, spec.point, spec.bottleneck, spec.T):
+        raise CheckpointError(
+            f"--set finetune.init_from: {checkpoint} is {theirs.name} cut at {theirs.point} with {theirs.bottleneck} "
+            f"at T={theirs.T}, not {spec.name} at {spec.point} with {spec.bottleneck} at T={spec.T}"
+        )
+    load_weights(model, ck.model.state_dict(), str(checkpoint))
+
+
 def _teacher(spec: ModelSpec, ck) -> Backbone:
     """A frozen copy of the backbone (the co-inference model shares, and trains, the original's
     tail)."""
@@ -614,6 +629,9 @@ def finetune(
     model = CoInferenceModel(backbone, point, bottleneck)
     out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
     oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
+    if oc.init_from and not (resume and (out / "train_state.json").exists()):
+        continue_from(model, spec.with_bottleneck(point, model.config), oc.init_from)
+        meta["extra"] = {"init_from": oc.init_from}
     if oc.freeze_head:
         freeze_head(model)
     if oc.bottleneck_samples and not (resume and (out / "train_state.json").exists()):
@@ -625,7 +643,7 @@ def finetune(
         )
         amp = use_amp(cfg, device)
         w = warm_bottleneck(model, batches, oc.bottleneck_samples, amp=amp, progress=progress)
-        meta["extra"] = {"bottleneck_warmup": w}
+        meta.setdefault("extra", {})["bottleneck_warmup"] = w
         if progress:
             tqdm.write(
                 f"bottleneck warm-up: {w['samples']} samples, feature MSE {w['mse_first']:.4f} → "
