@@ -513,7 +513,9 @@ def continue_from(model: CoInferenceModel, spec: ModelSpec, checkpoint: str | Pa
     ck = load_checkpoint(checkpoint)
     theirs = ck.info.model
     if not theirs.coinference:
-        raise CheckpointError(f"--set finetune.init_from: {checkpoint} holds a backbone; give a co-inference checkpoint")
+        raise CheckpointError(
+            f"--set finetune.init_from: {checkpoint} holds a backbone; give a co-inference checkpoint"
+        )
     if (theirs.name, theirs.point, theirs.bottleneck, theirs.T) != (spec.name, spec.point, spec.bottleneck, spec.T):
         raise CheckpointError(
             f"--set finetune.init_from: {checkpoint} is {theirs.name} cut at {theirs.point} with {theirs.bottleneck} "
