@@ -161,3 +161,26 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     assert s["co_inference_accuracy"] > 35.0 and s["backbone_accuracy"] > 60.0  # far above chance (10%)
     assert 1.0 <= s["mean_steps"] <= s["T"] == 4
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached
+
+
+def test_demo_streams_another_shipped_entry(tmp_path):
+    """--checkpoint runs the demo at another split point: rb8's 16-bit code per step can never
+    cost more than 64 payload bits per sample."""
+    s = _demo(tmp_path, "--checkpoint", "zoo:cifar10-resnet18-rb8")
+    assert s["checkpoint"] == "zoo:cifar10-resnet18-rb8" and s["status"]["ok"] == s["samples"] == 100
+    assert s["co_inference_accuracy"] > 60.0 and 1.0 <= s["mean_steps"] <= 4
+    assert 0 < s["payload_bits"] <= 64 and s["ratios"]["vs_float32"] >= 2048
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint", "zoo:cifar10-resnet18"], "--checkpoint zoo:cifar10-resnet18: the demo streams a shipped"),
+        (["--checkpoint", "cifar10-resnet18-rb9"], "--checkpoint zoo:cifar10-resnet18-rb9: the demo streams a shipped"),
+        (["--dataset", "digits", "--checkpoint", "zoo:cifar10-resnet18-rb8"], "--checkpoint picks a shipped entry"),
+    ],
+)
+def test_demo_checkpoint_errors_are_one_line(args, message, capsys, tmp_path):
+    assert main(["demo", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"neucodex: error: {message}") and "\n" not in err

@@ -23,7 +23,9 @@ from .data import build_dataset
 from .data.images import cache_root
 from .errors import NeucodexError
 from .evaluate import load_split
+from .pretrained import PREFIX as ZOO
 from .pretrained import entries as zoo_entries
+from .pretrained import entry as zoo_entry
 from .report import write_report
 from .report.markdown import saving
 from .runtime import EdgeClient
@@ -77,6 +79,16 @@ def _trained_here(dataset: str, quick: bool, cache_dir, quiet: bool) -> tuple[st
     return str(backbone_dir), str(coinf_dir), cfg, reused
 
 
+def _shipped_coinference(ref: str, backbone: str) -> str:
+    """``zoo:NAME`` of a shipped co-inference entry of ``backbone``'s model, or one line naming them."""
+    model = zoo_entry(backbone[len(ZOO) :]).model
+    cut = [ZOO + e.name for e in zoo_entries() if e.kind == "coinference" and e.model == model]
+    ref = ref if ref.startswith(ZOO) else ZOO + ref
+    if ref not in cut:
+        raise NeucodexError(f"--checkpoint {ref}: the demo streams a shipped co-inference entry: {', '.join(cut)}")
+    return ref
+
+
 def run_demo(
     *,
     dataset: str | None = None,
@@ -86,15 +98,21 @@ def run_demo(
     quiet: bool = False,
     rtt_ms: float = 20.0,
     device_factor: float = 10.0,
+    checkpoint: str | None = None,
 ) -> dict:
     """``cifar10-demo`` (default): the shipped CIFAR-10 checkpoints on the 1,000 embedded held-out
-    images, no training. ``digits`` / ``digits-dvs``: a tiny model trained here (or cached)."""
+    images, no training; ``checkpoint`` picks another shipped co-inference entry (another split
+    point). ``digits`` / ``digits-dvs``: a tiny model trained here (or cached)."""
     t0 = time.perf_counter()
     dataset = dataset or default_dataset()
+    if checkpoint and dataset not in PRETRAINED:
+        raise NeucodexError(f"--checkpoint picks a shipped entry for cifar10-demo; {dataset} trains its own model")
     if dataset in PRETRAINED:
         if default_dataset() != dataset:
             raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
         backbone_dir, coinf_dir = PRETRAINED[dataset]
+        if checkpoint:
+            coinf_dir = _shipped_coinference(checkpoint, backbone_dir)
         reused = True
         _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
         _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)

@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "digits-dvs: a tiny model trained here first",
     )
     p.add_argument("--events", action="store_true", help="same as --dataset digits-dvs")
+    p.add_argument(
+        "--checkpoint",
+        help="for cifar10-demo: another shipped co-inference entry, e.g. zoo:cifar10-resnet18-rb8 (default: rb2)",
+    )
     p.add_argument("--quick", action="store_true", help="fewer samples (and, for digits, a smaller model)")
     p.add_argument(
         "--cache-dir",
@@ -39,5 +43,6 @@ def run(args: argparse.Namespace) -> None:
         quiet=args.json,
         rtt_ms=args.rtt_ms,
         device_factor=args.device_factor,
+        checkpoint=args.checkpoint,
     )
     print(json.dumps(s, default=float) if args.json else summary_table(s))
