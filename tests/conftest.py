@@ -9,6 +9,15 @@ from torch import nn
 import neucodex as nc
 
 
+def assert_same_logits(a: torch.Tensor, b: torch.Tensor, where: str = "") -> None:
+    """One timestep at a time and a whole ``[T, B]`` sequence carry the same spikes, but the
+    classifier's float sums may round differently: oneDNN blocks a ``[T·B]`` matmul otherwise
+    than a ``[B]`` one (1.5e-8 seen on an AMX CPU). A flipped spike moves a logit by far more."""
+    assert a.shape == b.shape, where
+    torch.testing.assert_close(a, b, rtol=0.0, atol=1e-6, msg=lambda m: f"{where}: {m}")
+    assert torch.equal(a.argmax(-1), b.argmax(-1)), where
+
+
 def calibrate_bn(model: nc.Backbone, size: int = 32, batch: int = 8) -> nc.Backbone:
     """Fill BN running statistics from one training-mode pass, then switch to eval.
 

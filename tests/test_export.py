@@ -50,6 +50,15 @@ def exported(request, coinference_checkpoint, resnet_checkpoint, tmp_path_factor
     return ck, out
 
 
+def inputs(ck, n: int) -> torch.Tensor:
+    """The trained checkpoint's own test images (on noise its encoder hardly fires: 5 spikes in 16
+    samples, seen); calibrated random input for the untrained ResNet."""
+    if ck.info.dataset.get("name"):
+        ds = load_split(ck.info.experiment(), "test", ck.model.T)
+        return torch.stack([ds[i][0] for i in range(n)])
+    return torch.rand(n, *edge_graph(ck.model).input_shape)
+
+
 def pytorch_codes(ck, x: torch.Tensor) -> list[np.ndarray]:
     edge = ck.model.eval().edge.set_step_mode("s")
     edge.reset_state()
@@ -61,7 +70,7 @@ def pytorch_codes(ck, x: torch.Tensor) -> list[np.ndarray]:
 
 def test_onnx_and_reference_reproduce_the_pytorch_spikes_and_packets(exported):
     ck, out = exported
-    x = torch.rand(16, *edge_graph(ck.model).input_shape)
+    x = inputs(ck, 16)
     want = pytorch_codes(ck, x)
     onnx_edge, state = OnnxEdge(out), {}
     onnx_edge.reset(batch=16)
@@ -75,7 +84,8 @@ def test_onnx_and_reference_reproduce_the_pytorch_spikes_and_packets(exported):
         for a, b in zip(code, got, strict=True):
             packets += 1
             same_packets += codec.encode(a, timestep=t) == codec.encode(b, timestep=t)
-    assert 0.01 < float(np.mean(want)) < 0.9  # real spike trains, not all silent or all firing
+    # real spike trains, not all silent or all firing: at least a spike per sample on average
+    assert sum(int(c.sum()) for c in want) >= len(x) and float(np.mean(want)) < 0.9
     assert same_spikes / sum(c.size for c in want) >= 0.999
     assert same_packets / packets >= 0.95  # a packet differs if any one of its spikes does
 
@@ -86,7 +96,7 @@ def test_nir_graph_runs_in_snntorch_with_the_same_spikes(exported):
     ck, out = exported
     with contextlib.redirect_stdout(io.StringIO()):  # snnTorch prints its threshold rescaling
         net = import_from_nir(nir.read(str(out / "edge.nir")))
-    x = torch.rand(16, *edge_graph(ck.model).input_shape)
+    x = inputs(ck, 16)
     want = pytorch_codes(ck, x)
     with torch.no_grad():
         got = [net(x) for _ in want]
