@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -9,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save
 
 import neucodex.pretrained as zoo
 from neucodex.checkpoint import load_checkpoint
@@ -17,6 +20,7 @@ from neucodex.data import build_dataset
 from neucodex.evaluate import evaluate_checkpoint
 
 ENTRIES = zoo.entries()
+DELTAS = [e for e in ENTRIES if e.base]
 TOLERANCE_PP = 0.5  # accuracy on the 1,000 demo images: 5 samples may flip with another CPU's float rounding
 
 
@@ -47,6 +51,58 @@ def test_an_altered_entry_is_refused(entry, file, tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "HERE", tmp_path)
     with pytest.raises(zoo.ZooError, match=f"{file} does not match its sha256"):
         load_checkpoint(f"zoo:{entry.name}")
+
+
+def test_the_zoo_fits_in_40_mb():
+    shipped = sum(p.stat().st_size for p in zoo.HERE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert shipped <= 40e6, f"the zoo ships {shipped / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("entry", DELTAS[:1], ids=[e.name for e in DELTAS[:1]])
+def test_an_altered_delta_is_refused(entry, tmp_path, monkeypatch):
+    copy = tmp_path / entry.name
+    shutil.copytree(zoo.HERE / entry.name, copy)
+    shutil.copytree(zoo.HERE / entry.base, tmp_path / entry.base)
+    data = bytearray((copy / zoo.DELTA).read_bytes())
+    data[-1] ^= 1
+    (copy / zoo.DELTA).write_bytes(bytes(data))
+    monkeypatch.setattr(zoo, "HERE", tmp_path)
+    with pytest.raises(zoo.ZooError, match="delta.safetensors does not match its sha256"):
+        load_checkpoint(f"zoo:{entry.name}")
+
+
+@pytest.mark.parametrize("entry", DELTAS[:1], ids=[e.name for e in DELTAS[:1]])
+def test_a_delta_entry_is_rebuilt_into_the_cache_with_its_pinned_hash(entry, tmp_path, monkeypatch):
+    """The rebuilt weights are the whole fp16 file the entry was made from (same model id), and a
+    damaged copy in the cache is rebuilt rather than trusted."""
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path))
+    d = zoo.resolve(f"zoo:{entry.name}")
+    assert d.parent == tmp_path / "zoo" and zoo.sha256_file(d / zoo.WEIGHTS) == entry.sha256
+    assert (zoo.HERE / entry.name / zoo.DELTA).stat().st_size < (d / zoo.WEIGHTS).stat().st_size
+    (d / zoo.WEIGHTS).write_bytes(b"damaged")
+    assert zoo.sha256_file(zoo.resolve(f"zoo:{entry.name}") / zoo.WEIGHTS) == entry.sha256
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("NEUCODEX_CACHE", str(blocker))
+    with pytest.raises(zoo.ZooError, match="set NEUCODEX_CACHE to a writable folder"):
+        zoo.resolve(f"zoo:{DELTAS[0].name}")
+
+
+def test_write_weights_ships_only_what_differs_from_the_base(tmp_path, monkeypatch):
+    from neucodex.publish import write_weights
+
+    base = zoo.entry(DELTAS[0].base)
+    tensors = dict(load_file(str(zoo.resolve(f"zoo:{base.name}") / zoo.WEIGHTS)))
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first] + np.ones_like(tensors[first])
+    tensors["extra"] = np.arange(3, dtype=np.int64)
+    sha, delta_sha = write_weights(tmp_path, tensors, base.name)
+    with safe_open(str(tmp_path / zoo.DELTA), "np") as f:
+        assert sorted(f.keys()) == sorted([first, "extra"]) and delta_sha == zoo.sha256_file(tmp_path / zoo.DELTA)
+    assert sha == hashlib.sha256(save(tensors)).hexdigest()
 
 
 def test_unknown_entry_is_one_line():

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
+from .cache import cache_root
 from .calibration import calibrate_checkpoint
 from .checkpoint import load_checkpoint, read_info
 from .config import load_config
 from .data import build_dataset
-from .data.images import cache_root
 from .errors import NeucodexError
 from .evaluate import load_split
 from .pretrained import PREFIX as ZOO

@@ -1,15 +1,45 @@
-"""Adding a trained checkpoint to the zoo: fp16 weights, a portable model.json, a pinned hash."""
+"""Adding a trained checkpoint to the zoo: fp16 weights, a portable model.json, pinned hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+import numpy as np
+from safetensors.numpy import load_file, save, save_file
+from safetensors.torch import load_file as load_torch
 
 from .checkpoint import read_info
-from .pretrained import HERE, PREFIX, ZooEntry, ZooError, entries, entry, sha256_file, write_index
+from .pretrained import (
+    DELTA,
+    FROM_BASE,
+    HERE,
+    PREFIX,
+    WEIGHTS,
+    ZooEntry,
+    ZooError,
+    entries,
+    entry,
+    resolve,
+    sha256_file,
+    split_on_base,
+    write_index,
+)
+
+
+def write_weights(out: Path, tensors: dict[str, np.ndarray], base: str | None) -> tuple[str, str | None]:
+    """Ship ``tensors`` in ``out``: whole, or (with a ``base`` entry) only what differs from it.
+
+    Returns (sha256 of the whole file — the model id either way, sha256 of the delta or None)."""
+    data = save(tensors)
+    if base is None:
+        (out / WEIGHTS).write_bytes(data)
+        return hashlib.sha256(data).hexdigest(), None
+    delta, shared = split_on_base(tensors, load_file(str(resolve(PREFIX + base) / WEIGHTS)))
+    save_file(delta, str(out / DELTA), metadata={FROM_BASE: json.dumps(shared)})
+    return hashlib.sha256(data).hexdigest(), sha256_file(out / DELTA)
 
 
 def add_to_zoo(
@@ -33,12 +63,11 @@ def add_to_zoo(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     tensors = {
-        k: (v.half() if v.is_floating_point() else v)
-        for k, v in load_file(str(Path(directory) / "model.safetensors")).items()
+        k: (v.half() if v.is_floating_point() else v).numpy()
+        for k, v in load_torch(str(Path(directory) / WEIGHTS)).items()
     }
-    save_file(tensors, str(out / "model.safetensors"))
     raw = info.to_dict()
-    raw["sha256"] = sha256_file(out / "model.safetensors")
+    raw["sha256"], delta_sha256 = write_weights(out, tensors, backbone if info.is_coinference else None)
     raw["config"] = {**raw["config"], "data": {**raw["config"].get("data", {}), "root": None}}
     raw["dataset"] = {**raw["dataset"], "root": None}
     if info.is_coinference:
@@ -59,6 +88,8 @@ def add_to_zoo(
         raw["sha256"],
         sha256_file(out / "model.json"),
         source,
+        base=backbone if info.is_coinference else None,
+        delta_sha256=delta_sha256,
     )
     write_index([x for x in entries() if x.name != name] + [e])
     if demo_dataset:  # the shipped (fp16) weights on the embedded images: what a test re-measures

@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..cache import cache_root
 from .base import DatasetSpec, Subset, missing, register_dataset
 from .dvs import DVSEmulator
-from .images import cache_root, file_key, resize
+from .images import file_key, resize
 from .splits import stratified_split
 
 VAL_FRACTION = 0.1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -16,13 +15,6 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where decoded / framed data is cached: ``cache_dir``, ``$NEUCODEX_CACHE`` or ~/.cache/neucodex."""
-    root = Path(cache_dir or os.environ.get("NEUCODEX_CACHE", Path.home() / ".cache" / "neucodex"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def file_key(*parts: object) -> str:

@@ -10,12 +10,12 @@ import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..cache import cache_root
 from .base import DatasetMissingError, DatasetSpec, Subset, missing, register_dataset
 from .images import (
     ImageArray,
     ImageFiles,
     augmentation,
-    cache_root,
     decode_image,
     file_key,
     read_image_archive,

@@ -3,21 +3,32 @@
 Each entry is a checkpoint directory ``pretrained/<name>/`` (fp16 safetensors + model.json);
 ``index.json`` pins the sha256 of both files, so an entry that was altered after it was added is
 refused. Wherever a checkpoint directory is taken, ``zoo:<name>`` names an entry.
+
+A co-inference entry ships only the tensors that differ from its backbone's entry
+(``delta.safetensors``; with the head frozen at rb8, 0.8 of 6.4 MB). Its full weights are
+rebuilt once into the cache and must hash to the entry's pinned ``sha256``, so the model id
+is the same as if the whole file had shipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..cache import cache_root
 from ..errors import NeucodexError, UnknownNameError
 
 PREFIX = "zoo:"
 HERE = Path(str(resources.files(__name__)))
 INDEX = HERE / "index.json"
+WEIGHTS = "model.safetensors"
+DELTA = "delta.safetensors"
+WRITABLE = "set NEUCODEX_CACHE to a writable folder"
+FROM_BASE = "from_base"  # the delta's metadata key: JSON list of the tensors taken from the base
 
 
 class ZooError(NeucodexError):
@@ -38,6 +49,8 @@ class ZooEntry:
     json_sha256: str  # of model.json
     source: str  # how it was made (bench/RESULTS.md has the commands)
     demo: dict | None = None  # figures on the embedded demo images when added: the regression expectation
+    base: str | None = None  # the entry whose tensors this one shares (then it ships DELTA, not WEIGHTS)
+    delta_sha256: str | None = None  # of DELTA
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,17 +78,67 @@ def entry(name: str) -> ZooEntry:
 
 
 def resolve(ref: str | Path) -> Path:
-    """``zoo:<name>`` → its directory, both files checked against the index; a path as it is."""
+    """``zoo:<name>`` → its directory, every file checked against the index; a path as it is."""
     if not is_zoo(ref):
         return Path(ref)
     e = entry(str(ref)[len(PREFIX) :])
     d = HERE / e.name
-    for file, want in (("model.safetensors", e.sha256), ("model.json", e.json_sha256)):
-        if not (d / file).is_file():
-            raise ZooError(f"zoo entry {e.name} is missing {file}: reinstall neucodex")
-        if sha256_file(d / file) != want:
-            raise ZooError(f"zoo entry {e.name}: {file} does not match its sha256 in the index (altered); reinstall")
-    return d
+    _check(e.name, d / "model.json", e.json_sha256)
+    if e.base is None:
+        _check(e.name, d / WEIGHTS, e.sha256)
+        return d
+    _check(e.name, d / DELTA, e.delta_sha256)
+    return _rebuilt(e, d)
+
+
+def _check(name: str, path: Path, want: str | None) -> None:
+    if not path.is_file():
+        raise ZooError(f"zoo entry {name} is missing {path.name}: reinstall neucodex")
+    if sha256_file(path) != want:
+        raise ZooError(f"zoo entry {name}: {path.name} does not match its sha256 in the index (altered); reinstall")
+
+
+def _rebuilt(e: ZooEntry, shipped: Path) -> Path:
+    """The directory in the cache holding ``e``'s full weights (base tensors + delta), built once."""
+    where = Path(os.environ.get("NEUCODEX_CACHE", "~/.cache/neucodex"))
+    try:
+        out = cache_root() / "zoo" / f"{e.name}-{e.sha256[:16]}"
+    except OSError as err:
+        raise ZooError(f"cannot write zoo:{e.name}'s weights under {where} ({err}); {WRITABLE}") from None
+    if (out / WEIGHTS).is_file() and sha256_file(out / WEIGHTS) == e.sha256:
+        if (out / "model.json").is_file() and sha256_file(out / "model.json") == e.json_sha256:
+            return out
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save
+
+    base = load_file(str(resolve(PREFIX + e.base) / WEIGHTS))
+    with safe_open(str(shipped / DELTA), "np") as f:
+        shared = json.loads((f.metadata() or {}).get(FROM_BASE, "[]"))
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if any(k not in base for k in shared):
+        raise ZooError(f"zoo entry {e.name} needs tensors zoo:{e.base} does not have: reinstall neucodex")
+    data = save({**{k: base[k] for k in shared}, **tensors})
+    if hashlib.sha256(data).hexdigest() != e.sha256:
+        raise ZooError(f"zoo entry {e.name}: its weights rebuilt on zoo:{e.base} do not match its sha256; reinstall")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in ((WEIGHTS, data), ("model.json", (shipped / "model.json").read_bytes())):
+            tmp = out / f"{name}.{os.getpid()}.tmp"
+            tmp.write_bytes(content)
+            tmp.replace(out / name)
+    except OSError as err:
+        raise ZooError(f"cannot write zoo:{e.name}'s weights under {out} ({err}); {WRITABLE}") from None
+    return out
+
+
+def split_on_base(tensors: dict, base: dict) -> tuple[dict, list[str]]:
+    """(the tensors that differ from ``base``, the names taken from it unchanged) — numpy arrays."""
+    import numpy as np
+
+    shared = sorted(
+        k for k, v in tensors.items() if k in base and base[k].dtype == v.dtype and np.array_equal(base[k], v)
+    )
+    return {k: v for k, v in tensors.items() if k not in shared}, shared
 
 
 def sha256_file(path: Path) -> str:
