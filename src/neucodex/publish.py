@@ -58,6 +58,7 @@ def add_to_zoo(
             raise ZooError("a co-inference checkpoint needs its backbone's zoo entry (--backbone NAME)")
         if entry(backbone).kind != "backbone":
             raise ZooError(f"zoo:{backbone} is not a backbone")
+    base = backbone if info.is_coinference else None
     out = HERE / name
     if out.exists():
         shutil.rmtree(out)
@@ -67,7 +68,7 @@ def add_to_zoo(
         for k, v in load_torch(str(Path(directory) / WEIGHTS)).items()
     }
     raw = info.to_dict()
-    raw["sha256"], delta_sha256 = write_weights(out, tensors, backbone if info.is_coinference else None)
+    raw["sha256"], delta_sha256 = write_weights(out, tensors, base)
     raw["config"] = {**raw["config"], "data": {**raw["config"].get("data", {}), "root": None}}
     raw["dataset"] = {**raw["dataset"], "root": None}
     if info.is_coinference:
@@ -88,7 +89,7 @@ def add_to_zoo(
         raw["sha256"],
         sha256_file(out / "model.json"),
         source,
-        base=backbone if info.is_coinference else None,
+        base=base,
         delta_sha256=delta_sha256,
     )
     write_index([x for x in entries() if x.name != name] + [e])

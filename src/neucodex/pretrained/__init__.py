@@ -100,11 +100,10 @@ def _check(name: str, path: Path, want: str | None) -> None:
 
 def _rebuilt(e: ZooEntry, shipped: Path) -> Path:
     """The directory in the cache holding ``e``'s full weights (base tensors + delta), built once."""
-    where = Path(os.environ.get("NEUCODEX_CACHE", "~/.cache/neucodex"))
     try:
         out = cache_root() / "zoo" / f"{e.name}-{e.sha256[:16]}"
-    except OSError as err:
-        raise ZooError(f"cannot write zoo:{e.name}'s weights under {where} ({err}); {WRITABLE}") from None
+    except OSError as err:  # the message names the path
+        raise ZooError(f"cannot write zoo:{e.name}'s weights in the cache ({err}); {WRITABLE}") from None
     if (out / WEIGHTS).is_file() and sha256_file(out / WEIGHTS) == e.sha256:
         if (out / "model.json").is_file() and sha256_file(out / "model.json") == e.json_sha256:
             return out
