@@ -246,6 +246,47 @@ def test_distillation_enters_the_finetune_loss(tmp_path):
     assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
 
 
+def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
+    """Hint distillation compares the tail's block outputs with the backbone's, block by block."""
+    from neucodex.bottleneck import CoInferenceModel
+    from neucodex.errors import NeucodexError
+    from neucodex.train import BlockTaps
+
+    torch.manual_seed(0)
+    teacher = nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)).eval().set_step_mode("m")
+    student = CoInferenceModel(
+        nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)), "conv1", "c4s1"
+    ).set_step_mode("m")
+    student.load_state_dict(teacher.state_dict(), strict=False)  # same tail weights, a new bottleneck
+    taps = BlockTaps(student, teacher)
+    assert taps.names == ["conv2", "conv3"]
+    x = torch.rand(2, 3, 1, 16, 16)
+    with torch.no_grad():
+        teacher(x)
+        student(x)
+    want = [F.mse_loss(taps.student[n], taps.teacher[n]) for n in taps.names]
+    assert all(w > 0 for w in want)  # the bottleneck changed what the tail sees
+    assert torch.allclose(taps.loss(), torch.stack(want).mean())
+    taps.remove()
+    with torch.no_grad():
+        student(x)
+    assert not taps.student  # no hook left behind
+    last = CoInferenceModel(nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)), "conv3", "c4s1")
+    with pytest.raises(NeucodexError, match="no block of vgg-tiny follows the cut at conv3"):
+        BlockTaps(last, teacher)
+
+
+def test_feature_distillation_enters_the_finetune_loss(tmp_path):
+    cfg = cfg_for(tmp_path, "data.limit=32")
+    pretrain(cfg, progress=False)
+    losses = []
+    for w in (0.0, 50.0):
+        c = cfg_for(tmp_path, "data.limit=32", f"finetune.feature_distill={w}")
+        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"fd{w}", progress=False)
+        losses.append(m.history[0]["train_loss"])
+    assert losses[1] > losses[0] > 0  # the MSE term adds to the loss it trains on
+
+
 @pytest.mark.parametrize(
     "override, words",
     [

@@ -60,6 +60,7 @@ class OptimConfig:
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
     distill: float = 0.0  # weight of the KL to the backbone's own output (knowledge distillation; 0: off)
     distill_temperature: float = 2.0  # softens both outputs before that KL
+    feature_distill: float = 0.0  # weight of the MSE from the tail's block outputs to the backbone's (hints; 0: off)
     init_from: str | None = None  # a co-inference checkpoint at the same cut to continue from (e.g. a zoo entry)
 
 
@@ -144,6 +145,7 @@ _RANGES = {
     "OptimConfig.bottleneck_lr_scale": (0.0, 1e4),
     "OptimConfig.distill": (0.0, 1.0),
     "OptimConfig.distill_temperature": (1e-2, 100.0),
+    "OptimConfig.feature_distill": (0.0, 1e6),
     "SweepConfig.tolerance": (-1e6, 100.0),
     "ExperimentConfig.workers": (0, 1024),
 }

@@ -81,6 +81,51 @@ def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: 
     )
 
 
+class BlockTaps:
+    """The latest outputs of a co-inference model's tail blocks and of the same blocks in its
+    backbone, for hint distillation: the MSE between them tells every block after the cut what
+    it should emit, where the label alone says only what the last one should.
+
+    Why: at an early cut the tail must relearn from a lossy code, and one label per image is a
+    thin signal for six blocks; the frozen backbone's own block outputs are a dense one.
+    """
+
+    def __init__(self, student: CoInferenceModel, teacher: Backbone) -> None:
+        names = student.names()
+        self.names = [n for n in names[names.index("decoder") + 1 :] if n in teacher.split_points]
+        if not self.names:
+            raise NeucodexError(
+                f"finetune.feature_distill: no block of {student.arch} follows the cut at {student.point}; "
+                "set it to 0 (finetune.distill still applies there)"
+            )
+        self.student: dict[str, torch.Tensor] = {}
+        self.teacher: dict[str, torch.Tensor] = {}
+        self.hooks = [
+            model.stages._modules[n].register_forward_hook(self._keeper(store, n))
+            for model, store in ((student, self.student), (teacher, self.teacher))
+            for n in self.names
+        ]
+
+    @staticmethod
+    def _keeper(store: dict, name: str):
+        def keep(_module, _inputs, output):
+            store[name] = output
+
+        return keep
+
+    def loss(self) -> torch.Tensor:
+        """Mean over the tapped blocks of the MSE from the student's output to the teacher's."""
+        return torch.stack(
+            [F.mse_loss(self.student[n].float(), self.teacher[n].float()) for n in self.names]
+        ).mean()
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.student.clear()
+        self.teacher.clear()
+
+
 # --- optimisation ----------------------------------------------------------------------------
 
 
@@ -213,6 +258,7 @@ def fit(
     amp = use_amp(cfg, device)
     codes: list[torch.Tensor] = []  # the bottleneck code of the current training step (rate penalty)
     hook = None
+    taps = BlockTaps(model, teacher) if teacher is not None and oc.feature_distill else None
     if oc.code_rate_penalty and isinstance(model, CoInferenceModel) and model.spiking:
         hook = model.stages.encoder.register_forward_hook(lambda m, _i, out: codes.append(out) if m.training else None)
     val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
@@ -239,12 +285,15 @@ def fit(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
                     loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
-                    if teacher is not None and oc.distill:
+                    if teacher is not None and (oc.distill or taps is not None):
                         with torch.no_grad():
                             target = teacher(x).float()
                             teacher.reset_state()
-                        kd = distillation_loss(logits.float(), target, oc.distill_temperature)
-                        loss = (1 - oc.distill) * loss + oc.distill * kd
+                        if oc.distill:
+                            kd = distillation_loss(logits.float(), target, oc.distill_temperature)
+                            loss = (1 - oc.distill) * loss + oc.distill * kd
+                        if taps is not None:
+                            loss = loss + oc.feature_distill * taps.loss()
                     if codes:
                         loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
                         codes.clear()
@@ -306,6 +355,8 @@ def fit(
         )
     if hook is not None:
         hook.remove()
+    if taps is not None:
+        taps.remove()
     if world > 1:
         dist.barrier()
     # every epoch's time, the resumed runs' included (older states recorded none: this run's time then)
@@ -663,7 +714,7 @@ def finetune(
         resume=resume,
         progress=progress,
         meta=meta,
-        teacher=_teacher(spec, ck) if oc.distill else None,
+        teacher=_teacher(spec, ck) if oc.distill or oc.feature_distill else None,
     )
     probs = None
     if model.spiking:  # learned entropy model: channel firing probabilities on the training images
