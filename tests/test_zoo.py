@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -81,6 +82,24 @@ def test_a_delta_entry_is_rebuilt_into_the_cache_with_its_pinned_hash(entry, tmp
     assert (zoo.HERE / entry.name / zoo.DELTA).stat().st_size < (d / zoo.WEIGHTS).stat().st_size
     (d / zoo.WEIGHTS).write_bytes(b"damaged")
     assert zoo.sha256_file(zoo.resolve(f"zoo:{entry.name}") / zoo.WEIGHTS) == entry.sha256
+
+
+def test_processes_rebuilding_one_delta_at_once_all_get_the_pinned_file(tmp_path):
+    """Servers started together on a fresh machine race to rebuild the same entry: each must end
+    with the whole, hash-checked file and none may see a half-written one."""
+    entry = DELTAS[0]
+    code = (
+        "import sys, neucodex.pretrained as z; d = z.resolve(sys.argv[1]); "
+        "print(z.sha256_file(d / z.WEIGHTS))"
+    )
+    env = {**os.environ, "NEUCODEX_CACHE": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, f"zoo:{entry.name}"], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4 and outs == [entry.sha256] * 4
+    assert [f.name for f in (tmp_path / "zoo").iterdir()] == [f"{entry.name}-{entry.sha256[:16]}"]  # no temp left
 
 
 def test_an_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
