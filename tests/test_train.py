@@ -234,18 +234,6 @@ def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
     assert distillation_loss(t, t, tau).abs() < 1e-6
 
 
-def test_distillation_enters_the_finetune_loss(tmp_path):
-    """finetune.distill mixes the KL to the backbone's output into the loss (1.0: that KL alone)."""
-    cfg = cfg_for(tmp_path, "data.limit=32")
-    pretrain(cfg, progress=False)
-    losses = []
-    for alpha in (0.0, 1.0):
-        c = cfg_for(tmp_path, "data.limit=32", f"finetune.distill={alpha}")
-        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"kd{alpha}", progress=False)
-        losses.append(m.history[0]["train_loss"])
-    assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
-
-
 def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
     """Hint distillation compares the tail's block outputs with the backbone's, block by block."""
     from neucodex.bottleneck import CoInferenceModel
@@ -276,15 +264,24 @@ def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
         BlockTaps(last, teacher)
 
 
-def test_feature_distillation_enters_the_finetune_loss(tmp_path):
+@pytest.mark.parametrize(
+    "key, off, on",
+    [
+        ("distill", 0.0, 1.0),  # the KL to the backbone's output (1.0: that KL alone)
+        ("feature_distill", 0.0, 50.0),  # + 50 × the MSE to the backbone's block outputs
+    ],
+)
+def test_distillation_enters_the_finetune_loss(tmp_path, key, off, on):
     cfg = cfg_for(tmp_path, "data.limit=32")
     pretrain(cfg, progress=False)
     losses = []
-    for w in (0.0, 50.0):
-        c = cfg_for(tmp_path, "data.limit=32", f"finetune.feature_distill={w}")
-        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"fd{w}", progress=False)
+    for w in (off, on):
+        c = cfg_for(tmp_path, "data.limit=32", f"finetune.{key}={w}")
+        m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"{key}{w}", progress=False)
         losses.append(m.history[0]["train_loss"])
-    assert losses[1] > losses[0] > 0  # the MSE term adds to the loss it trains on
+    assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
+    if key == "feature_distill":
+        assert losses[1] > losses[0]  # the MSE term adds to the loss it trains on
 
 
 @pytest.mark.parametrize(
