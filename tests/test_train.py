@@ -17,6 +17,7 @@ from neucodex.bottleneck import CoInferenceModel
 from neucodex.checkpoint import CheckpointError, load_checkpoint
 from neucodex.config import ConfigError, load_config, presets
 from neucodex.data import build_dataset
+from neucodex.errors import NeucodexError
 from neucodex.evaluate import load_split, loader, predict
 from neucodex.sweep import run_sweep, summarize, sweep_dir
 from neucodex.train import classification_loss, finetune, pretrain
@@ -236,8 +237,6 @@ def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
 
 def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
     """Hint distillation compares the tail's block outputs with the backbone's, block by block."""
-    from neucodex.bottleneck import CoInferenceModel
-    from neucodex.errors import NeucodexError
     from neucodex.train import BlockTaps
 
     torch.manual_seed(0)
@@ -282,6 +281,9 @@ def test_distillation_enters_the_finetune_loss(tmp_path, key, off, on):
     assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
     if key == "feature_distill":
         assert losses[1] > losses[0]  # the MSE term adds to the loss it trains on
+        with pytest.raises(NeucodexError, match="no block of vgg-tiny follows the cut at conv3"):
+            finetune(c, cfg.run_dir / "backbone", "conv3", "c8s1", out=tmp_path / "last", progress=False)
+        assert not (tmp_path / "last").exists()  # refused before any work
 
 
 @pytest.mark.parametrize(

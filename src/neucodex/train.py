@@ -91,13 +91,7 @@ class BlockTaps:
     """
 
     def __init__(self, student: CoInferenceModel, teacher: Backbone) -> None:
-        names = student.names()
-        self.names = [n for n in names[names.index("decoder") + 1 :] if n in teacher.split_points]
-        if not self.names:
-            raise NeucodexError(
-                f"finetune.feature_distill: no block of {student.arch} follows the cut at {student.point}; "
-                "set it to 0 (finetune.distill still applies there)"
-            )
+        self.names = self.tail_blocks(student, teacher.split_points)
         self.student: dict[str, torch.Tensor] = {}
         self.teacher: dict[str, torch.Tensor] = {}
         self.hooks = [
@@ -105,6 +99,18 @@ class BlockTaps:
             for model, store in ((student, self.student), (teacher, self.teacher))
             for n in self.names
         ]
+
+    @staticmethod
+    def tail_blocks(student: CoInferenceModel, split_points: list[str]) -> list[str]:
+        """The backbone's blocks after the cut; none (at the last block) is one clear error."""
+        names = student.names()
+        blocks = [n for n in names[names.index("decoder") + 1 :] if n in split_points]
+        if not blocks:
+            raise NeucodexError(
+                f"finetune.feature_distill: no block of {student.arch} follows the cut at {student.point}; "
+                "set it to 0 (finetune.distill still applies there)"
+            )
+        return blocks
 
     @staticmethod
     def _keeper(store: dict, name: str):
@@ -673,13 +679,15 @@ def finetune(
     device = resolve_device(cfg.device)
     test = loader(test_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
     val = loader(val_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
+    model = CoInferenceModel(backbone, point, bottleneck)  # shares the backbone's modules, changes none
+    if cfg.finetune.feature_distill:
+        BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
     backbone.to(device)
     baselines = {} if baselines is None else baselines
     key = (ck.model_id, T)
     if key not in baselines:
         baselines[key] = (evaluate(backbone, test, device)["accuracy"], evaluate(backbone, val, device)["accuracy"])
     base_test, base_val = baselines[key]
-    model = CoInferenceModel(backbone, point, bottleneck)
     out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
     oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
     if oc.init_from and not (resume and (out / "train_state.json").exists()):
