@@ -88,10 +88,7 @@ def test_processes_rebuilding_one_delta_at_once_all_get_the_pinned_file(tmp_path
     """Servers started together on a fresh machine race to rebuild the same entry: each must end
     with the whole, hash-checked file and none may see a half-written one."""
     entry = DELTAS[0]
-    code = (
-        "import sys, neucodex.pretrained as z; d = z.resolve(sys.argv[1]); "
-        "print(z.sha256_file(d / z.WEIGHTS))"
-    )
+    code = "import sys, neucodex.pretrained as z; d = z.resolve(sys.argv[1]); print(z.sha256_file(d / z.WEIGHTS))"
     env = {**os.environ, "NEUCODEX_CACHE": str(tmp_path)}
     procs = [
         subprocess.Popen([sys.executable, "-c", code, f"zoo:{entry.name}"], env=env, stdout=subprocess.PIPE, text=True)

@@ -121,9 +121,7 @@ class BlockTaps:
 
     def loss(self) -> torch.Tensor:
         """Mean over the tapped blocks of the MSE from the student's output to the teacher's."""
-        return torch.stack(
-            [F.mse_loss(self.student[n].float(), self.teacher[n].float()) for n in self.names]
-        ).mean()
+        return torch.stack([F.mse_loss(self.student[n].float(), self.teacher[n].float()) for n in self.names]).mean()
 
     def remove(self) -> None:
         for h in self.hooks:
