@@ -16,6 +16,7 @@ from PIL import Image
 
 from neucodex.data import DatasetMissingError, build_dataset, dataset_spec, list_datasets
 from neucodex.data.events import read_bin
+from neucodex.errors import NeucodexError
 
 SHARED = Path(os.environ.get("NEUCODEX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CIFAR_JPG = SHARED / "cifar10-train-jpg.tar.gz"
@@ -200,6 +201,46 @@ def test_cifar_batch_with_code_is_refused(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Evil()}))
     with pytest.raises(DatasetMissingError, match="refusing to load"):
         build_dataset("cifar10", "test", root=tmp_path)
+
+
+def write_nmnist(folder: Path, digits=(0, 1), per_digit: int = 5) -> None:
+    rng = np.random.default_rng(len(str(folder)))
+    for digit in digits:
+        d = folder / str(digit)
+        d.mkdir(parents=True)
+        for k in range(per_digit):
+            xs, ys = rng.integers(0, 34, 50).tolist(), rng.integers(0, 34, 50).tolist()
+            ps, ts = rng.integers(0, 2, 50).tolist(), sorted(rng.integers(0, 300_000, 50).tolist())
+            write_bin(d / f"{k:05d}.bin", list(zip(xs, ys, ps, ts, strict=True)))
+
+
+def test_split_all_is_every_sample_under_the_root(tmp_path):
+    """``all`` (evaluation on someone else's data): every sample, not the 10% a split holds out."""
+    write_cifar(tmp_path / "cifar")
+    assert len(build_dataset("cifar10", "all", root=tmp_path / "cifar")) == 120  # 5 x 20 train + 20 test
+    digits = {s: build_dataset("digits", s) for s in ("train", "val", "test", "all")}
+    assert len(digits["all"]) == 1797 == sum(len(digits[s]) for s in ("train", "val", "test"))
+    assert len(build_dataset("cifar10-demo", "all")) == 1000
+    for k in range(3):
+        (tmp_path / "imgs" / f"c{k}").mkdir(parents=True)
+        for i in range(7):
+            Image.fromarray(np.full((8, 8, 3), 30 * k + i, np.uint8)).save(tmp_path / "imgs" / f"c{k}" / f"{i}.png")
+    every = build_dataset("imagefolder", "all", root=tmp_path / "imgs", size=8, cache_dir=tmp_path / "c")
+    assert len(every) == 21 and sorted(Counter(every.targets).values()) == [7, 7, 7]
+    kw = dict(T=2, cache_dir=tmp_path / "c")
+    write_nmnist(tmp_path / "nm" / "Train")
+    write_nmnist(tmp_path / "nm" / "Test", per_digit=2)
+    assert len(build_dataset("nmnist", "all", root=tmp_path / "nm", **kw)) == 14  # Train/ and Test/
+    write_nmnist(tmp_path / "only-test")  # <digit>/ folders right under the root: no Train/ needed
+    assert build_dataset("nmnist", "all", root=tmp_path / "only-test", **kw).targets == [0] * 5 + [1] * 5
+    with pytest.raises(DatasetMissingError, match="Train"):  # the other splits still need Train/
+        build_dataset("nmnist", "test", root=tmp_path / "only-test", **kw)
+    write_nmnist(tmp_path / "odd" / "Train")
+    write_nmnist(tmp_path / "odd" / "Test", digits=(0, 2))
+    with pytest.raises(DatasetMissingError, match="different class folders"):
+        build_dataset("nmnist", "all", root=tmp_path / "odd", **kw)
+    with pytest.raises(NeucodexError, match="unknown split 'everything'; choose from train, val, test, all"):
+        build_dataset("digits", "everything")
 
 
 def test_caltech101_class_folders(tmp_path):

@@ -153,6 +153,44 @@ def test_evaluate_command_on_a_trained_checkpoint(coinference_checkpoint, capsys
     assert all(v > 1 for v in r["ratios"].values()) and 0 <= r["backbone_accuracy"] <= 100
 
 
+def test_evaluate_split_all_and_data_the_model_cannot_take(coinference_checkpoint, capsys):
+    from neucodex.data import build_dataset
+    from neucodex.errors import NeucodexError
+    from neucodex.evaluate import check_fits
+    from neucodex.models import create_model
+
+    ck = str(coinference_checkpoint)
+    assert main(["evaluate", "--checkpoint", ck, "--split", "all", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["split"] == "all" and r["samples"] == 1797  # every digit, not the 20% test split
+    for command, args, msg in (
+        ("evaluate", ["--dataset", "cifar10-demo"], "dataset 'cifar10-demo' gives 3-channel samples; the checkpoint's"),
+        (
+            "calibrate",
+            ["--dataset", "digits-dvs"],
+            "dataset 'digits-dvs' holds events; the checkpoint was trained on static",
+        ),
+        (
+            "evaluate",
+            ["--dataset", "digits-dvs"],
+            "dataset 'digits-dvs' holds events; the checkpoint was trained on static",
+        ),
+        ("evaluate", ["--limit", "0"], "--limit must be at least 1 (got 0)"),
+        (
+            "evaluate",
+            ["--measure", "margin", "--threshold", "nan"],
+            "the early-exit threshold must be a number, got nan",
+        ),
+    ):
+        assert main([command, "--checkpoint", ck, *args]) == 2, (command, args)
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"neucodex: error: {msg}") and "\n" not in err, err
+    with pytest.raises(NeucodexError, match="dataset 'digits' has 10 classes; the checkpoint's model predicts 4"):
+        check_fits(
+            create_model("vgg-tiny", in_channels=1, num_classes=4, input_size=16), build_dataset("digits"), "digits"
+        )
+
+
 def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     """The README's main command: the shipped co-inference checkpoint over the embedded images."""
     s = _demo(tmp_path)

@@ -432,6 +432,22 @@ def test_echoed_client_strings_are_bounded(setup, server):
             assert len(e.value.details()) < 400
 
 
+def test_a_nan_exit_threshold_is_refused_and_the_server_goes_on(setup, server, coinference_checkpoint, capsys):
+    """NaN compares false with every confidence: accepted, it would silently turn early exit off."""
+    ck, *_ = setup
+    auth = (("authorization", "Bearer s3cret"),)
+    with grpc.insecure_channel(server.address) as ch:
+        stub = pb_grpc.CoInferenceStub(ch)
+        bad = pb.Open(model_id=ck.model_id, T=ck.model.T, policy=pb.Policy(measure="margin", threshold=float("nan")))
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.Stream(iter([pb.EdgeMessage(open=bad)]), metadata=auth, timeout=30))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details() == "bad exit policy: the early-exit threshold must be a number, got nan"
+    edge = ["edge", "--server", server.address, "--checkpoint", str(coinference_checkpoint), "--token", "s3cret"]
+    assert main([*edge, "--limit", "2", "--quiet", "--fallback", "none", "--json"]) == 0  # it still serves
+    assert [r["status"] for r in json.loads(capsys.readouterr().out)["samples"]] == ["ok", "ok"]
+
+
 def test_token_from_a_file_or_the_environment(setup, server, coinference_checkpoint, tmp_path, monkeypatch, capsys):
     (tmp_path / "token").write_text("s3cret\n")
     base = [

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_checkpoint, update_info
 from .errors import NeucodexError
-from .evaluate import load_split, loader, predict, resolve_device
+from .evaluate import check_fits, load_split, loader, predict, resolve_device, with_data
 from .exit import MEASURES, ExitPolicy, calibrate, evaluate_policy
 from .pretrained import is_zoo
 
@@ -20,11 +19,10 @@ def checkpoint_logits(
     """Per-timestep logits ``[T, N, K]`` and labels of a checkpoint on a split of its own dataset
     (or of ``dataset`` / ``root``)."""
     ck = load_checkpoint(ck_dir)
-    cfg = ck.info.experiment()
-    if dataset or root:
-        cfg = replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root or cfg.data.root))
-    T = ck.model.T
-    data = loader(load_split(cfg, split, T), cfg.optim.batch_size, False, cfg.seed, cfg.workers)
+    cfg = with_data(ck.info.experiment(), dataset, root)
+    ds = load_split(cfg, split, ck.model.T)
+    check_fits(ck.model, ds, cfg.data.name, ck.info.dataset.get("kind"))
+    data = loader(ds, cfg.optim.batch_size, False, cfg.seed, cfg.workers)
     dev = resolve_device(device)
     return predict(ck.model.to(dev), data, dev)
 

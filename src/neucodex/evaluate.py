@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import Subset as TorchSubset
 
 from .config import ExperimentConfig
-from .data import build_dataset
+from .data import build_dataset, dataset_spec
 from .errors import NeucodexError
 from .exit import ExitPolicy, evaluate_policy, running_mean
 from .models import Backbone
@@ -52,6 +52,38 @@ def load_split(cfg: ExperimentConfig, split: str, T: int | None = None) -> Datas
         keep = np.random.default_rng(cfg.seed).permutation(len(ds))[: d.limit]
         ds = TorchSubset(ds, sorted(keep.tolist()))
     return ds
+
+
+def with_data(cfg: ExperimentConfig, dataset: str | None = None, root: str | None = None) -> ExperimentConfig:
+    """A checkpoint's experiment on another dataset and/or root. Another dataset without a root
+    drops the checkpoint's root: one dataset's files are not another's."""
+    if dataset is None and root is None:
+        return cfg
+    same = dataset is None or dataset == cfg.data.name
+    root = root if root is not None else (cfg.data.root if same else None)
+    return replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root))
+
+
+def check_fits(model: Backbone, ds: Dataset, name: str, kind: str | None = None) -> None:
+    """Refuse, in one line and before any work, samples the model cannot take: another kind
+    (images vs event frames), channel count or number of classes than it was built for."""
+    spec = dataset_spec(name)
+    if kind and spec.kind != kind:
+        raise NeucodexError(
+            f"dataset {name!r} holds {spec.kind}; the checkpoint was trained on {kind} — pass a --dataset of that kind"
+        )
+    x = ds[0][0] if len(ds) else None
+    if x is not None and x.shape[-3] != model.in_channels:
+        raise NeucodexError(
+            f"dataset {name!r} gives {x.shape[-3]}-channel samples; the checkpoint's model takes "
+            f"{model.in_channels} — pass a --dataset like the one it was trained on"
+        )
+    classes = getattr(ds, "classes", None)
+    if classes and len(classes) != model.num_classes:
+        raise NeucodexError(
+            f"dataset {name!r} has {len(classes)} classes; the checkpoint's model predicts {model.num_classes} — "
+            "pass a --dataset (or a --root of class folders) with the classes it was trained on"
+        )
 
 
 def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int, workers: int, world: int = 1) -> DataLoader:
@@ -132,19 +164,19 @@ def evaluate_checkpoint(
     from .accounting import combine, measure_bits
     from .checkpoint import load_checkpoint, read_info
 
+    if limit is not None and limit < 1:
+        raise NeucodexError(f"--limit must be at least 1 (got {limit})")
     info = read_info(checkpoint)
-    cfg = info.experiment()
-    data = cfg.data
-    if dataset or root:
-        data = replace(data, name=dataset or data.name, root=root if root is not None else data.root)
-    cfg = replace(cfg, data=replace(data, limit=None, train_augment=False))
+    cfg = with_data(info.experiment(), dataset, root)
+    cfg = replace(cfg, data=replace(cfg.data, limit=None, train_augment=False))
     ck = load_checkpoint(checkpoint)
     dev = resolve_device(device)
     ds = load_split(cfg, split, ck.model.T)
-    if limit is not None and limit < len(ds):
-        ds = TorchSubset(ds, range(limit))
     if len(ds) == 0:
         raise NeucodexError(f"split {split!r} of {cfg.data.name} has no samples")
+    check_fits(ck.model, ds, cfg.data.name, info.dataset.get("kind"))
+    if limit is not None and limit < len(ds):
+        ds = TorchSubset(ds, range(limit))
     batches = loader(ds, batch_size, False, cfg.seed, 0)
     if progress:
         from tqdm import tqdm

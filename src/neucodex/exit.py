@@ -59,6 +59,12 @@ class ExitPolicy:
             raise NeucodexError(
                 f"unknown confidence measure {short(repr(self.measure))}; choose from {', '.join(MEASURES)}"
             )
+        try:
+            bad = math.isnan(float(self.threshold))
+        except (TypeError, ValueError):
+            bad = True
+        if bad:
+            raise NeucodexError(f"the early-exit threshold must be a number, got {short(repr(self.threshold))}")
         if self.min_steps < 1 or (self.max_steps is not None and self.max_steps < self.min_steps):
             raise NeucodexError(f"need 1 ≤ min_steps ≤ max_steps, got {self.min_steps} and {self.max_steps}")
 

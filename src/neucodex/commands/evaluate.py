@@ -15,7 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint directory, or zoo:NAME")
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "all"),
+        help="which split (default test); all: every sample under the root as the test set",
+    )
     p.add_argument("--limit", type=int, help="only the first this many samples of the split")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")

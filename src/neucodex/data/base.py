@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..errors import NeucodexError, UnknownNameError
 from ..plugins import load_plugins
-from .splits import SPLITS
+from .splits import ALL, SPLITS
 
 
 class DatasetMissingError(NeucodexError):
@@ -66,8 +66,8 @@ def missing(spec: DatasetSpec, path: Path | None, what: str) -> DatasetMissingEr
 
 
 def check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise NeucodexError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split not in (*SPLITS, ALL):
+        raise NeucodexError(f"unknown split {split!r}; choose from {', '.join((*SPLITS, ALL))}")
 
 
 class Subset(Dataset):

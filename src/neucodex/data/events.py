@@ -22,7 +22,7 @@ from ..cache import cache_root
 from .base import DatasetSpec, Subset, missing, register_dataset
 from .dvs import DVSEmulator
 from .images import file_key, resize
-from .splits import stratified_split
+from .splits import ALL, stratified_split
 
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -167,13 +167,24 @@ def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cach
     folder = _extracted(Path(root), cache_dir)
     size = size or spec.default_size
 
-    def files(part: str) -> EventFiles:
-        found = _recordings(spec, folder / part, ".bin")
+    def files(found) -> EventFiles:
         return EventFiles(*found, read_bin, (34, 34, 2), T, size, cache_dir, event_transform)
 
-    base = files("Train")
-    test = files("Test") if (folder / "Test").is_dir() else None
+    if split == ALL:  # every recording under ROOT: Train/ and Test/, or class folders right under it
+        found = [_recordings(spec, folder / p, ".bin") for p in ("Train", "Test") if (folder / p).is_dir()]
+        every = files(_joined(spec, folder, found) if found else _recordings(spec, folder, ".bin"))
+        return Subset(every, range(len(every)), classes=every.classes)
+    base = files(_recordings(spec, folder / "Train", ".bin"))
+    test = files(_recordings(spec, folder / "Test", ".bin")) if (folder / "Test").is_dir() else None
     return _split(base, split, seed, test)
+
+
+def _joined(spec: DatasetSpec, folder: Path, found: list) -> tuple[list[Path], list[int], list[str]]:
+    """Recordings of several parts (Train, Test) as one list; their class folders must agree."""
+    classes = found[0][2]
+    if any(f[2] != classes for f in found):
+        raise missing(spec, folder, "Train/ and Test/ hold different class folders")
+    return [p for f in found for p in f[0]], [k for f in found for k in f[1]], classes
 
 
 register_dataset(
@@ -185,7 +196,8 @@ register_dataset(
         34,
         "whatever recordings are present (full set: 60,000 train / 10,000 test)",
         "ROOT (a folder or .tar.gz) holding Train/<digit>/NNNNN.bin, optionally Test/<digit>/NNNNN.bin "
-        "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out",
+        "(40-bit events, 34x34 ATIS); without Test a seeded 90/10 split is held out; split 'all' also takes "
+        "<digit>/NNNNN.bin right under ROOT",
         "pass --download to fetch it with Tonic, or --root at a folder or .tar.gz of the recordings",
         _nmnist,
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+ALL = "all"
+"""Every sample under the root as one test set (evaluation only: no held-out part is kept back)."""
 
 
 def stratified_split(
     labels: np.ndarray, test_fraction: float, val_fraction: float, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Indices per split: ``test_fraction`` of each class is test, then ``val_fraction`` of
-    what remains is val. Each class is shuffled with ``seed``; the result is sorted indices."""
+    what remains is val (and ``all``: every index). Each class is shuffled with ``seed``; the
+    result is sorted indices."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
@@ -22,7 +25,8 @@ def stratified_split(
         out["test"].append(idx[:n_test])
         out["val"].append(idx[n_test : n_test + n_val])
         out["train"].append(idx[n_test + n_val :])
-    return {s: np.sort(np.concatenate(v)) if v else np.zeros(0, int) for s, v in out.items()}
+    parts = {s: np.sort(np.concatenate(v)) if v else np.zeros(0, int) for s, v in out.items()}
+    return {**parts, ALL: np.arange(len(labels))}
 
 
 def holdout_val(labels: np.ndarray, val_fraction: float, seed: int = 0) -> dict[str, np.ndarray]:

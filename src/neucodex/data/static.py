@@ -21,7 +21,7 @@ from .images import (
     read_image_archive,
     scan_class_folders,
 )
-from .splits import holdout_val, stratified_split
+from .splits import ALL, holdout_val, stratified_split
 
 VAL_FRACTION = 0.1
 
@@ -100,8 +100,8 @@ def _cifar(folder: str, files: dict[str, list[str]], meta: tuple[str, str], labe
             from torchvision import datasets
 
             getattr(datasets, spec.name.upper())(root, download=True)
-        part = "test" if split == "test" else "train"
-        paths = [base_dir / f for f in files[part]]
+        parts = {"test": ["test"], ALL: ["train", "test"]}.get(split, ["train"])
+        paths = [base_dir / f for part in parts for f in files[part]]
         absent = [p for p in paths + [base_dir / meta[0]] if not p.exists()]
         if absent:
             raise missing(spec, absent[0], "file not found")
@@ -114,8 +114,9 @@ def _cifar(folder: str, files: dict[str, list[str]], meta: tuple[str, str], labe
         labels = np.concatenate([np.asarray(b[label_key]) for b in batches])
         size = size or spec.default_size
         base = ImageArray(np.ascontiguousarray(data, dtype=np.uint8), labels, list(names), size)
-        parts = {"test": np.arange(len(labels))} if split == "test" else holdout_val(labels, VAL_FRACTION, seed)
-        return _split(base, parts, split, size, train_augment, flip=True)
+        if split in ("test", ALL):
+            return _split(base, {split: np.arange(len(labels))}, split, size, train_augment, flip=True)
+        return _split(base, holdout_val(labels, VAL_FRACTION, seed), split, size, train_augment, flip=True)
 
     return build
 
@@ -257,9 +258,10 @@ DEMO_IMAGES = "cifar10-demo.npz"
 def _cifar10_demo(spec, split, root=None, size=None, **_):
     from importlib import resources
 
-    if split != "test":
+    if split not in ("test", ALL):
         raise DatasetMissingError(
-            f"dataset 'cifar10-demo' has only a test split (1,000 held-out images); it has no {split!r} split"
+            f"dataset 'cifar10-demo' has only a test split (1,000 held-out images; 'all' is the same); "
+            f"it has no {split!r} split"
         )
     path = Path(str(resources.files("neucodex.pretrained"))) / DEMO_IMAGES
     if not path.is_file():

@@ -19,7 +19,7 @@ from torch.utils.data import Subset
 from ..accounting import combine, measure_bits
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
 from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
-from ..evaluate import load_split, predict, resolve_device, to_model_input
+from ..evaluate import check_fits, load_split, predict, resolve_device, to_model_input, with_data
 from ..exit import evaluate_policy
 from ..latency import FRAME_OVERHEAD_MS, latency_table, measure_timings
 from ..models import create_model
@@ -130,11 +130,10 @@ def analyse(
     main_dir = _main_checkpoint(coinf)
     ck, bb = load_checkpoint(main_dir), load_checkpoint(backbone_dir)
     model, backbone = ck.model, bb.model
-    cfg = ck.info.experiment()
-    if dataset or root:
-        cfg = replace(cfg, data=replace(cfg.data, name=dataset or cfg.data.name, root=root or cfg.data.root))
+    cfg = with_data(ck.info.experiment(), dataset, root)
     T = model.T
     test = load_split(cfg, "test", T)
+    check_fits(model, test, cfg.data.name, ck.info.dataset.get("kind"))
     ds = Subset(test, range(min(len(test), samples or len(test))))
     dev = resolve_device("cpu")
     batches = torch.utils.data.DataLoader(ds, batch_size=BATCH)
