@@ -87,3 +87,30 @@ def test_output_into_a_closed_pipe_is_no_traceback():
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, flag, got",
+    [
+        (["energy", "--samples", "0"], "--samples", "must be at least 1, got 0"),
+        (["models", "--input-size", "-4"], "--input-size", "must be at least 1, got -4"),
+        (["datasets", "digits", "--size", "0"], "--size", "must be at least 1, got 0"),
+        (["evaluate", "--checkpoint", "X", "--batch-size", "0"], "--batch-size", "must be at least 1, got 0"),
+        (["evaluate", "--checkpoint", "X", "--limit", "1.5"], "--limit", "expected a whole number, got '1.5'"),
+        (["serve", "--checkpoint", "X", "--max-batch", "0"], "--max-batch", "must be at least 1, got 0"),
+        (["calibrate", "--checkpoint", "X", "--min-steps", "0"], "--min-steps", "must be at least 1, got 0"),
+    ],
+)
+def test_counts_and_sizes_below_one_are_refused_before_any_work(argv, flag, got, capsys):
+    """Once a traceback (ZeroDivisionError, a conv on a 0x0 input, a DataLoader's ValueError) or
+    silently taken as 1 or as the default; now argparse's usage and one error line, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"neucodex {argv[0]}: error: argument {flag}: {got}"
+
+
+def test_an_input_too_small_for_the_model_is_one_line(capsys):
+    assert main(["models", "vgg11", "--input-size", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neucodex: error: vgg11: a 4x4 input is too small for its layers (")

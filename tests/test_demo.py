@@ -156,7 +156,7 @@ def test_evaluate_command_on_a_trained_checkpoint(coinference_checkpoint, capsys
 def test_evaluate_split_all_and_data_the_model_cannot_take(coinference_checkpoint, capsys):
     from neucodex.data import build_dataset
     from neucodex.errors import NeucodexError
-    from neucodex.evaluate import check_fits
+    from neucodex.evaluate import check_fits, evaluate_checkpoint
     from neucodex.models import create_model
 
     ck = str(coinference_checkpoint)
@@ -175,7 +175,6 @@ def test_evaluate_split_all_and_data_the_model_cannot_take(coinference_checkpoin
             ["--dataset", "digits-dvs"],
             "dataset 'digits-dvs' holds events; the checkpoint was trained on static",
         ),
-        ("evaluate", ["--limit", "0"], "--limit must be at least 1 (got 0)"),
         (
             "evaluate",
             ["--measure", "margin", "--threshold", "nan"],
@@ -185,6 +184,8 @@ def test_evaluate_split_all_and_data_the_model_cannot_take(coinference_checkpoin
         assert main([command, "--checkpoint", ck, *args]) == 2, (command, args)
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"neucodex: error: {msg}") and "\n" not in err, err
+    with pytest.raises(NeucodexError, match=r"^limit must be at least 1 \(got 0\)$"):
+        evaluate_checkpoint(ck, limit=0)
     with pytest.raises(NeucodexError, match="dataset 'digits' has 10 classes; the checkpoint's model predicts 4"):
         check_fits(
             create_model("vgg-tiny", in_channels=1, num_classes=4, input_size=16), build_dataset("digits"), "digits"

@@ -245,6 +245,7 @@ def test_serve_drains_on_sigterm(coinference_checkpoint):
         (["serve", "--checkpoint", "X", "--threads", "0"], "--threads must be ≥ 1 (got 0)"),
         (["serve", "--checkpoint", "X", "--max-sessions", "-1"], "--max-sessions must be ≥ 1 (got -1)"),
         (["serve", "--checkpoint", "X", "--idle-timeout", "0"], "--idle-timeout must be > 0 seconds (got 0.0)"),
+        (["serve", "--checkpoint", "X", "--max-wait-ms", "-1"], "--max-wait-ms must be ≥ 0 (got -1.0)"),
         (["edge", "--server", "127.0.0.1:1", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
     ],
 )

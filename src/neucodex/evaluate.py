@@ -164,8 +164,9 @@ def evaluate_checkpoint(
     from .accounting import combine, measure_bits
     from .checkpoint import load_checkpoint, read_info
 
-    if limit is not None and limit < 1:
-        raise NeucodexError(f"--limit must be at least 1 (got {limit})")
+    for name, value in (("limit", limit), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise NeucodexError(f"{name} must be at least 1 (got {value})")
     info = read_info(checkpoint)
     cfg = with_data(info.experiment(), dataset, root)
     cfg = replace(cfg, data=replace(cfg.data, limit=None, train_augment=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import UnknownNameError
+from .errors import NeucodexError, UnknownNameError, short
 from .models import Backbone, Stages, from_sequential
 
 
@@ -45,15 +45,22 @@ def feature_shapes(model: Backbone, input_size: int | None = None) -> dict[str, 
     model.eval().set_step_mode("s")
     x = torch.zeros(1, model.in_channels, size, size, device=next(model.parameters()).device)
     shapes = {}
-    for name, stage in model.stages.named_children():
-        if name == "head":
-            break
-        x = stage(x)
-        if name in model.split_points:
-            shapes[name] = tuple(x.shape[1:])
-    model.reset_state()
-    model.set_step_mode(mode)
-    model.train(training)
+    try:
+        for name, stage in model.stages.named_children():
+            if name == "head":
+                break
+            x = stage(x)
+            if name in model.split_points:
+                shapes[name] = tuple(x.shape[1:])
+    except RuntimeError as e:  # a pooling or conv layer with nothing left to work on
+        raise NeucodexError(
+            f"{model.arch}: a {size}x{size} input is too small for its layers ({short(str(e), 120)}); "
+            "use a larger input size"
+        ) from None
+    finally:
+        model.reset_state()
+        model.set_step_mode(mode)
+        model.train(training)
     return shapes
 
 

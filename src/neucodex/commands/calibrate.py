@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import positive
+
 NAME = "calibrate"
 HELP = "choose the early-exit threshold on the validation split"
 
@@ -13,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (backbone or co-inference)")
     p.add_argument("--target-drop", type=float, default=0.5, help="accuracy drop allowed vs all T, pp (0.5)")
     p.add_argument("--measure", help="comma-separated: max_softmax,entropy,margin (default: all)")
-    p.add_argument("--min-steps", type=int, default=1)
+    p.add_argument("--min-steps", type=positive, default=1)
     p.add_argument("--device", default="auto")
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")

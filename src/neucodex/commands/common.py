@@ -8,6 +8,17 @@ import json
 from ..errors import NeucodexError
 
 
+def positive(text: str) -> int:
+    """An argparse type for counts and sizes: a whole number ≥ 1 (0 or less is refused in one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a preset (tiny, cifar10-cpu, paper, …) or a YAML file (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. optim.lr=0.01")
@@ -64,7 +75,7 @@ def print_result(args: argparse.Namespace, result) -> None:
 def policy_arguments(p: argparse.ArgumentParser, whose: str) -> None:
     p.add_argument("--threshold", type=float, help=f"early-exit threshold ({whose})")
     p.add_argument("--measure", default="max_softmax", help="max_softmax, entropy or margin")
-    p.add_argument("--min-steps", type=int, default=1)
+    p.add_argument("--min-steps", type=positive, default=1)
 
 
 def policy(args: argparse.Namespace):

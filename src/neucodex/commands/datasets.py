@@ -6,6 +6,8 @@ import argparse
 import json
 import time
 
+from .common import positive
+
 NAME = "datasets"
 HELP = "list datasets, or load one and report its splits"
 
@@ -14,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="dataset to load (default: list all)")
     p.add_argument("--root", help="where the dataset's files are (see the list for the layout)")
     p.add_argument("-T", "--T", type=int, default=4, help="timesteps for event frames")
-    p.add_argument("--size", type=int, help="image / frame side (default: the dataset's)")
+    p.add_argument("--size", type=positive, help="image / frame side (default: the dataset's)")
     p.add_argument("--download", action="store_true", help="fetch with torchvision / Tonic where they can")
     p.add_argument("--cache-dir", help="cache for framed events and decoded archives")
     p.add_argument("--full-pass", action="store_true", help="time one pass over each split")

@@ -8,7 +8,16 @@ import re
 import sys
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, read_bytes, stream_arguments, stream_options, token, token_arguments
+from .common import (
+    policy,
+    policy_arguments,
+    positive,
+    read_bytes,
+    stream_arguments,
+    stream_options,
+    token,
+    token_arguments,
+)
 
 NAME = "edge"
 HELP = "the edge: stream a dataset's samples through the cloud server"
@@ -20,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--limit", type=int, help="only the first this many samples of the split")
+    p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     p.add_argument("--codec", default="auto", help="bitmap, sparse, entropy or auto")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import positive
+
 NAME = "energy"
 HELP = "edge energy (mJ) up to each split point: MACs, ACs with firing rates"
 
@@ -14,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dnn", action="store_true", help="the DNN twin (MACs only)")
     p.add_argument("--checkpoint", help="trained checkpoint: its firing rates (a co-inference one: its backbone)")
     p.add_argument("--dataset", help="measure firing rates on this dataset's test samples (default: random input)")
-    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--samples", type=positive, default=16)
     p.add_argument(
         "--scope",
         default="full",
@@ -22,9 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="paper: residual-block convs only, as SpikeBottleNet Table 3",
     )
     p.add_argument("--profile", default="45nm", help="45nm, rolls, or a YAML file with mac_pj and ac_pj")
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=positive, default=32)
+    p.add_argument("--in-channels", type=positive, default=3)
+    p.add_argument("--num-classes", type=positive, default=10)
     p.add_argument("-T", "--T", type=int, default=4)
     p.add_argument("--json", action="store_true", help='a list of {"point", "rb", "macs", "acs", "energy_mj"}')
 

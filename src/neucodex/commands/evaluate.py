@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import policy, policy_arguments
+from .common import policy, policy_arguments, positive
 
 NAME = "evaluate"
 HELP = "accuracy (per timestep, with early exit), bits and ratios of a checkpoint on a dataset split"
@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("train", "val", "test", "all"),
         help="which split (default test); all: every sample under the root as the test set",
     )
-    p.add_argument("--limit", type=int, help="only the first this many samples of the split")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
+    p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")
     policy_arguments(p, "default: the checkpoint's calibrated policy")

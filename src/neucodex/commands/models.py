@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import positive
+
 NAME = "models"
 HELP = "list backbones, split points, feature shapes and bits"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="*", help="model names (default: all)")
-    p.add_argument("--input-size", type=int, default=32)
-    p.add_argument("--in-channels", type=int, default=3)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--input-size", type=positive, default=32)
+    p.add_argument("--in-channels", type=positive, default=3)
+    p.add_argument("--num-classes", type=positive, default=10)
     p.add_argument("-T", "--T", type=int, default=4, help="timesteps")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import positive
+
 NAME = "report"
 HELP = "markdown report and plots of a run directory"
 RADIO_NAMES = ("ble", "lte", "wifi")  # energy.RADIOS, named here so parsing needs no torch
@@ -13,7 +15,7 @@ RADIO_NAMES = ("ble", "lte", "wifi")  # energy.RADIOS, named here so parsing nee
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run with backbone/ and coinference-*/ checkpoints (e.g. runs/tiny)")
-    p.add_argument("--samples", type=int, help="test samples to evaluate (default: all)")
+    p.add_argument("--samples", type=positive, help="test samples to evaluate (default: all)")
     p.add_argument("--rtt-ms", type=float, default=20.0, help="link round-trip time for the latency model")
     p.add_argument("--device-factor", type=float, default=10.0, help="edge compute is this many times slower")
     p.add_argument("--radio", default="wifi", choices=RADIO_NAMES, help="energy per transmitted bit of this radio")

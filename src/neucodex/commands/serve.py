@@ -10,7 +10,7 @@ import sys
 import threading
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, read_bytes, token, token_arguments
+from .common import policy, policy_arguments, positive, read_bytes, token, token_arguments
 
 NAME = "serve"
 HELP = "the cloud: a gRPC server running decoder + tail per session"
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     token_arguments(p, "every call must carry")
     p.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--max-batch", type=int, default=32, help="frames run together at most (dynamic batching)")
+    p.add_argument("--max-batch", type=positive, default=32, help="frames run together at most (dynamic batching)")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for more frames to batch")
     p.add_argument("--no-batching", action="store_true", help="run frames one by one")
     p.add_argument("--max-sessions", type=int, default=128, help="concurrent streams accepted")

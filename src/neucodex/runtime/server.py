@@ -293,7 +293,12 @@ class Server:
         reflection: bool = False,
         threads: int = 1,
     ) -> None:
-        counts = {"threads": threads, "max-sessions": max_sessions, "max-sessions-per-client": max_per_client}
+        counts = {
+            "threads": threads,
+            "max-batch": max_batch,
+            "max-sessions": max_sessions,
+            "max-sessions-per-client": max_per_client,
+        }
         for flag, value in counts.items():
             if value < 1:
                 raise InvalidArgumentError(f"--{flag} must be ≥ 1 (got {value})")
@@ -301,6 +306,9 @@ class Server:
         for flag, value in seconds.items():
             if not value > 0:
                 raise InvalidArgumentError(f"--{flag} must be > 0 seconds (got {value})")
+        for flag, value in {"max-wait-ms": max_wait_ms, "delay-ms": delay_ms}.items():
+            if not value >= 0:
+                raise InvalidArgumentError(f"--{flag} must be ≥ 0 (got {value})")
         ck = open_coinference(checkpoint)
         self.metrics = ServerMetrics()
         self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0, threads)
