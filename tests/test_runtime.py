@@ -255,6 +255,13 @@ def test_runtime_cli_errors_are_one_line(argv, words, capsys):
     assert len(err) == 1 and words in err[0]
 
 
+def test_the_edge_refuses_data_its_model_cannot_take_before_connecting(coinference_checkpoint, capsys):
+    argv = ["edge", "--server", "127.0.0.1:1", "--checkpoint", str(coinference_checkpoint), "--split", "all"]
+    assert main([*argv, "--dataset", "cifar10-demo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neucodex: error: dataset 'cifar10-demo' gives 3-channel samples")
+
+
 def test_serving_a_backbone_is_refused(coinference_checkpoint, capsys):
     backbone = str(load_checkpoint(coinference_checkpoint).info.backbone_path)
     assert main(["serve", "--checkpoint", backbone, "--port", "0"]) == 2

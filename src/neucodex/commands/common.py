@@ -19,6 +19,15 @@ def positive(text: str) -> int:
     return value
 
 
+def split_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "all"),
+        help="which split (default test); all: every sample under the root as the test set",
+    )
+
+
 def experiment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a preset (tiny, cifar10-cpu, paper, …) or a YAML file (default: tiny)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any field, e.g. optim.lr=0.01")

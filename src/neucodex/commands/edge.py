@@ -13,6 +13,7 @@ from .common import (
     policy_arguments,
     positive,
     read_bytes,
+    split_argument,
     stream_arguments,
     stream_options,
     token,
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="the same co-inference checkpoint the server has")
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    split_argument(p)
     p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
@@ -69,15 +70,17 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..checkpoint import load_checkpoint
-    from ..evaluate import load_split
+    from ..evaluate import check_fits, load_split, with_data
     from ..runtime import EdgeClient
     from ..runtime.metrics import stream_dataset, summarize, summary_table
 
     ck = load_checkpoint(args.checkpoint)
     cfg = ck.info.experiment()
     if args.dataset or args.root:
-        cfg = replace(cfg, data=replace(cfg.data, name=args.dataset or cfg.data.name, root=args.root, limit=None))
+        cfg = with_data(cfg, args.dataset, args.root)
+        cfg = replace(cfg, data=replace(cfg.data, limit=None))
     ds = load_split(cfg, args.split, ck.model.T)
+    check_fits(ck.model, ds, cfg.data.name, ck.info.dataset.get("kind"))
     indices = range(min(len(ds), args.limit or len(ds)))
     with EdgeClient(
         ck,

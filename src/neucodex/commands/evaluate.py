@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import policy, policy_arguments, positive
+from .common import policy, policy_arguments, positive, split_argument
 
 NAME = "evaluate"
 HELP = "accuracy (per timestep, with early exit), bits and ratios of a checkpoint on a dataset split"
@@ -15,12 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint directory, or zoo:NAME")
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
-    p.add_argument(
-        "--split",
-        default="test",
-        choices=("train", "val", "test", "all"),
-        help="which split (default test); all: every sample under the root as the test set",
-    )
+    split_argument(p)
     p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
     p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--device", default="auto")
