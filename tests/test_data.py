@@ -311,3 +311,17 @@ def test_digits_listing_states_the_split_sizes_it_loads():
     spec = dataset_spec("digits")
     for split in ("train", "val", "test"):
         assert f"{split} {len(build_dataset('digits', split)):,}" in spec.samples
+
+
+def test_another_dataset_does_not_inherit_the_checkpoints_root():
+    """A checkpoint's config on other data: the same dataset keeps its root, another one drops it
+    (one dataset's files are not another's), and an explicit root always wins."""
+    from neucodex.config import load_config
+    from neucodex.evaluate import with_data
+
+    cfg = load_config("tiny", ["data.name=imagefolder", "data.root=/data/mine"])
+    assert with_data(cfg) is cfg
+    assert with_data(cfg, "imagefolder").data.root == "/data/mine"
+    assert with_data(cfg, "nmnist").data.root is None and with_data(cfg, "nmnist").data.name == "nmnist"
+    assert with_data(cfg, "nmnist", "/data/nm").data.root == "/data/nm"
+    assert with_data(cfg, root="/elsewhere").data.name == "imagefolder"
