@@ -378,6 +378,37 @@ def test_finetune_recipe_warm_up_frozen_head_and_faster_bottleneck(tmp_path):
     assert sorted(g["lr"] for g in opt.param_groups) == pytest.approx([oc.lr, 10 * oc.lr])
 
 
+def test_tune_blocks_keeps_the_later_blocks_and_so_the_zoo_delta_small(tmp_path):
+    """finetune.tune_blocks=1 at conv1 trains the bottleneck and conv2 only: conv3 and the classifier
+    stay bit-identical to the backbone's, so a zoo delta leaves them out; asking for as many blocks
+    as follow the cut (or any at the last one) is one clear error before any work."""
+    from neucodex.pretrained import split_on_base
+
+    cfg = cfg_for(tmp_path, "data.limit=64", "finetune.tune_blocks=1")
+    pretrain(cfg, progress=False)
+    m = finetune(cfg, cfg.run_dir / "backbone", "conv1", "c4s1", out=tmp_path / "t1", progress=False)
+    before = load_checkpoint(cfg.run_dir / "backbone").model.state_dict()
+    after = load_checkpoint(m.checkpoint).model.state_dict()
+    weights = [k for k in before if "running" not in k and "num_batches" not in k]
+    kept = [k for k in weights if not k.startswith(("stages.conv1.", "stages.conv2."))]
+    assert kept and all(torch.equal(before[k], after[k]) for k in kept)
+    assert any(not torch.equal(before[k], after[k]) for k in weights if k.startswith("stages.conv2."))
+    half = {k: v.half().numpy() if v.is_floating_point() else v.numpy() for k, v in before.items()}
+    delta, shared = split_on_base(
+        {k: v.half().numpy() if v.is_floating_point() else v.numpy() for k, v in after.items()}, half
+    )
+    assert set(kept) <= set(shared) and not set(kept) & set(delta)
+    for n, words in (
+        (2, "only 2 blocks follow the cut at conv1"),
+        (1, "no block of vgg-tiny follows the cut at conv3"),
+    ):
+        point = "conv1" if n == 2 else "conv3"
+        c = cfg_for(tmp_path, "data.limit=64", f"finetune.tune_blocks={n}")
+        with pytest.raises(NeucodexError, match=words):
+            finetune(c, cfg.run_dir / "backbone", point, "c4s1", out=tmp_path / f"x{n}", progress=False)
+        assert not (tmp_path / f"x{n}").exists()
+
+
 def test_finetune_continues_from_a_coinference_checkpoint(tmp_path):
     """finetune.init_from starts from a co-inference checkpoint's weights (a zoo entry, say) at the
     same cut; a backbone or another cut there is one clear error."""

@@ -58,6 +58,7 @@ class OptimConfig:
     bottleneck_samples: int = 0  # first train the new bottleneck alone to reproduce the cut's feature (0: off)
     bottleneck_lr_scale: float = 1.0  # the new encoder's and decoder's learning rate × this
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
+    tune_blocks: int = 0  # train only this many blocks after the cut; the rest keep the backbone's weights (0: all)
     distill: float = 0.0  # weight of the KL to the backbone's own output (knowledge distillation; 0: off)
     distill_temperature: float = 2.0  # softens both outputs before that KL
     feature_distill: float = 0.0  # weight of the MSE from the tail's block outputs to the backbone's (hints; 0: off)
@@ -146,6 +147,7 @@ _RANGES = {
     "OptimConfig.distill": (0.0, 1.0),
     "OptimConfig.distill_temperature": (1e-2, 100.0),
     "OptimConfig.feature_distill": (0.0, 1e6),
+    "OptimConfig.tune_blocks": (0, 10**6),
     "SweepConfig.tolerance": (-1e6, 100.0),
     "ExperimentConfig.workers": (0, 1024),
 }

@@ -101,14 +101,16 @@ class BlockTaps:
         ]
 
     @staticmethod
-    def tail_blocks(student: CoInferenceModel, split_points: list[str]) -> list[str]:
+    def tail_blocks(
+        student: CoInferenceModel, split_points: list[str], option: str = "finetune.feature_distill"
+    ) -> list[str]:
         """The backbone's blocks after the cut; none (at the last block) is one clear error."""
         names = student.names()
         blocks = [n for n in names[names.index("decoder") + 1 :] if n in split_points]
         if not blocks:
             raise NeucodexError(
-                f"finetune.feature_distill: no block of {student.arch} follows the cut at {student.point}; "
-                "set it to 0 (finetune.distill still applies there)"
+                f"{option}: no block of {student.arch} follows the cut at {student.point}; set it to 0"
+                + (" (finetune.distill still applies there)" if option == "finetune.feature_distill" else "")
             )
         return blocks
 
@@ -454,6 +456,21 @@ def freeze_head(model: CoInferenceModel) -> None:
         p.requires_grad_(False)
 
 
+def freeze_tail(model: CoInferenceModel, split_points: list[str], blocks: int) -> None:
+    """Keep every stage after the first ``blocks`` blocks behind the decoder as the backbone trained
+    it, classifier included: those weights then equal the backbone's, so a zoo delta leaves them
+    out (a few hundred kB instead of the whole tail). Their norms' running statistics still follow."""
+    tail = BlockTaps.tail_blocks(model, split_points, "finetune.tune_blocks")
+    if blocks >= len(tail):
+        raise NeucodexError(
+            f"finetune.tune_blocks={blocks}: only {len(tail)} blocks follow the cut at {model.point} "
+            f"({', '.join(tail)}); give fewer, or 0 to train them all"
+        )
+    names = model.names()
+    for p in model.slice(names.index(tail[blocks]), len(names)).parameters():
+        p.requires_grad_(False)
+
+
 def _data_meta(cfg: ExperimentConfig) -> dict:
     spec = dataset_spec(cfg.data.name)
     return {
@@ -680,6 +697,9 @@ def finetune(
     model = CoInferenceModel(backbone, point, bottleneck)  # shares the backbone's modules, changes none
     if cfg.finetune.feature_distill:
         BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
+    oc = cfg.finetune
+    if oc.tune_blocks:
+        freeze_tail(model, backbone.split_points, oc.tune_blocks)  # refused now as well
     backbone.to(device)
     baselines = {} if baselines is None else baselines
     key = (ck.model_id, T)
@@ -687,7 +707,7 @@ def finetune(
         baselines[key] = (evaluate(backbone, test, device)["accuracy"], evaluate(backbone, val, device)["accuracy"])
     base_test, base_val = baselines[key]
     out = Path(out) if out else cfg.run_dir / f"coinference-{point}-{model.config.name}-T{T}"
-    oc, meta = cfg.finetune, {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
+    meta = {"backbone": {"sha256": ck.model_id, "path": str(backbone_dir)}}
     if oc.init_from and not (resume and (out / "train_state.json").exists()):
         continue_from(model, spec.with_bottleneck(point, model.config), oc.init_from)
         meta["extra"] = {"init_from": oc.init_from}
