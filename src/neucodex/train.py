@@ -102,15 +102,17 @@ class BlockTaps:
 
     @staticmethod
     def tail_blocks(
-        student: CoInferenceModel, split_points: list[str], option: str = "finetune.feature_distill"
+        student: CoInferenceModel,
+        split_points: list[str],
+        option: str = "finetune.feature_distill",
+        hint: str = " (finetune.distill still applies there)",
     ) -> list[str]:
         """The backbone's blocks after the cut; none (at the last block) is one clear error."""
         names = student.names()
         blocks = [n for n in names[names.index("decoder") + 1 :] if n in split_points]
         if not blocks:
             raise NeucodexError(
-                f"{option}: no block of {student.arch} follows the cut at {student.point}; set it to 0"
-                + (" (finetune.distill still applies there)" if option == "finetune.feature_distill" else "")
+                f"{option}: no block of {student.arch} follows the cut at {student.point}; set it to 0{hint}"
             )
         return blocks
 
@@ -460,7 +462,7 @@ def freeze_tail(model: CoInferenceModel, split_points: list[str], blocks: int) -
     """Keep every stage after the first ``blocks`` blocks behind the decoder as the backbone trained
     it, classifier included: those weights then equal the backbone's, so a zoo delta leaves them
     out (a few hundred kB instead of the whole tail). Their norms' running statistics still follow."""
-    tail = BlockTaps.tail_blocks(model, split_points, "finetune.tune_blocks")
+    tail = BlockTaps.tail_blocks(model, split_points, "finetune.tune_blocks", hint="")
     if blocks >= len(tail):
         raise NeucodexError(
             f"finetune.tune_blocks={blocks}: only {len(tail)} blocks follow the cut at {model.point} "
@@ -695,9 +697,9 @@ def finetune(
     test = loader(test_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
     val = loader(val_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
     model = CoInferenceModel(backbone, point, bottleneck)  # shares the backbone's modules, changes none
-    if cfg.finetune.feature_distill:
-        BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
     oc = cfg.finetune
+    if oc.feature_distill:
+        BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
     if oc.tune_blocks:
         freeze_tail(model, backbone.split_points, oc.tune_blocks)  # refused now as well
     backbone.to(device)
