@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from neucodex.cli import main
+from neucodex.pretrained import resolve
 
 pytestmark = pytest.mark.slow  # trains models or runs servers
 
@@ -203,11 +205,14 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached
 
 
-def test_demo_streams_another_shipped_entry(tmp_path):
-    """--checkpoint runs the demo at another split point: rb8's 16-bit code per step can never
-    cost more than 64 payload bits per sample."""
-    s = _demo(tmp_path, "--checkpoint", "zoo:cifar10-resnet18-rb8")
-    assert s["checkpoint"] == "zoo:cifar10-resnet18-rb8" and s["status"]["ok"] == s["samples"] == 100
+def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
+    """--checkpoint runs the demo at another split point, here from a directory as `neucodex
+    finetune` leaves one (a copy of the shipped rb8): its 16-bit code per step can never cost
+    more than 64 payload bits per sample."""
+    own = tmp_path / "coinference-rb8"
+    shutil.copytree(resolve("zoo:cifar10-resnet18-rb8"), own)
+    s = _demo(tmp_path, "--checkpoint", str(own))
+    assert s["checkpoint"] == str(own) and s["status"]["ok"] == s["samples"] == 100
     assert s["co_inference_accuracy"] > 60.0 and 1.0 <= s["mean_steps"] <= 4
     assert 0 < s["payload_bits"] <= 64 and s["ratios"]["vs_float32"] >= 2048
 
@@ -217,10 +222,28 @@ def test_demo_streams_another_shipped_entry(tmp_path):
     [
         (["--checkpoint", "zoo:cifar10-resnet18"], "--checkpoint zoo:cifar10-resnet18: the demo streams a shipped"),
         (["--checkpoint", "cifar10-resnet18-rb9"], "--checkpoint zoo:cifar10-resnet18-rb9: the demo streams a shipped"),
-        (["--dataset", "digits", "--checkpoint", "zoo:cifar10-resnet18-rb8"], "--checkpoint picks a shipped entry"),
+        (["--dataset", "digits", "--checkpoint", "zoo:cifar10-resnet18-rb8"], "--checkpoint picks the co-inference"),
     ],
 )
 def test_demo_checkpoint_errors_are_one_line(args, message, capsys, tmp_path):
     assert main(["demo", *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"neucodex: error: {message}") and "\n" not in err
+
+
+def test_demo_checkpoint_directories_it_cannot_stream_are_one_line(coinference_checkpoint, capsys, tmp_path):
+    """A directory must be a co-inference checkpoint fine-tuned from the shipped backbone (the
+    demo images are held out of that one): a missing one, a backbone, or a model fine-tuned from
+    another backbone is named in one line before any server starts."""
+    backbone = tmp_path / "backbone"
+    shutil.copytree(resolve("zoo:cifar10-resnet18"), backbone)
+    cases = [
+        (tmp_path / "nothing", "no such checkpoint directory"),
+        (backbone, "a backbone; the demo streams a co-inference checkpoint"),
+        (coinference_checkpoint, "not fine-tuned from zoo:cifar10-resnet18"),
+    ]
+    for ref, message in cases:
+        assert main(["demo", "--checkpoint", str(ref), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"neucodex: error: --checkpoint {ref}: {message}") and "\n" not in err
+    assert not (tmp_path / "run" / "runtime.json").exists()

@@ -79,13 +79,31 @@ def _trained_here(dataset: str, quick: bool, cache_dir, quiet: bool) -> tuple[st
     return str(backbone_dir), str(coinf_dir), cfg, reused
 
 
-def _shipped_coinference(ref: str, backbone: str) -> str:
-    """``zoo:NAME`` of a shipped co-inference entry of ``backbone``'s model, or one line naming them."""
+def _demo_coinference(ref: str, backbone: str) -> str:
+    """What ``--checkpoint`` names for the shipped images: a shipped co-inference entry of
+    ``backbone``'s model (``zoo:NAME`` or ``NAME``), or a checkpoint directory fine-tuned from
+    ``backbone`` itself — the embedded images are held out of that backbone, so the report's
+    backbone figures stay honest. Anything else: one line."""
     model = zoo_entry(backbone[len(ZOO) :]).model
+    if not ref.startswith(ZOO) and ("/" in ref or os.sep in ref or Path(ref).exists()):
+        if not Path(ref).is_dir():
+            raise NeucodexError(f"--checkpoint {ref}: no such checkpoint directory")
+        info = read_info(ref)
+        if not info.is_coinference:
+            raise NeucodexError(f"--checkpoint {ref}: a backbone; the demo streams a co-inference checkpoint")
+        if (info.backbone or {}).get("sha256") != zoo_entry(backbone[len(ZOO) :]).sha256:
+            raise NeucodexError(
+                f"--checkpoint {ref}: not fine-tuned from {backbone}, whose held-out images the demo streams "
+                f"(make one with neucodex finetune --checkpoint {backbone})"
+            )
+        return str(ref)
     cut = [ZOO + e.name for e in zoo_entries() if e.kind == "coinference" and e.model == model]
     ref = ref if ref.startswith(ZOO) else ZOO + ref
     if ref not in cut:
-        raise NeucodexError(f"--checkpoint {ref}: the demo streams a shipped co-inference entry: {', '.join(cut)}")
+        raise NeucodexError(
+            f"--checkpoint {ref}: the demo streams a shipped co-inference entry ({', '.join(cut)}) "
+            f"or a checkpoint directory fine-tuned from {backbone}"
+        )
     return ref
 
 
@@ -102,17 +120,20 @@ def run_demo(
 ) -> dict:
     """``cifar10-demo`` (default): the shipped CIFAR-10 checkpoints on the 1,000 embedded held-out
     images, no training; ``checkpoint`` picks another shipped co-inference entry (another split
-    point). ``digits`` / ``digits-dvs``: a tiny model trained here (or cached)."""
+    point) or a checkpoint directory fine-tuned from the shipped backbone. ``digits`` /
+    ``digits-dvs``: a tiny model trained here (or cached)."""
     t0 = time.perf_counter()
     dataset = dataset or default_dataset()
     if checkpoint and dataset not in PRETRAINED:
-        raise NeucodexError(f"--checkpoint picks a shipped entry for cifar10-demo; {dataset} trains its own model")
+        raise NeucodexError(
+            f"--checkpoint picks the co-inference checkpoint for cifar10-demo; {dataset} trains its own model"
+        )
     if dataset in PRETRAINED:
         if default_dataset() != dataset:
             raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
         backbone_dir, coinf_dir = PRETRAINED[dataset]
         if checkpoint:
-            coinf_dir = _shipped_coinference(checkpoint, backbone_dir)
+            coinf_dir = _demo_coinference(checkpoint, backbone_dir)
         reused = True
         _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
         _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)
