@@ -84,20 +84,20 @@ def _demo_coinference(ref: str, backbone: str) -> str:
     ``backbone``'s model (``zoo:NAME`` or ``NAME``), or a checkpoint directory fine-tuned from
     ``backbone`` itself — the embedded images are held out of that backbone, so the report's
     backbone figures stay honest. Anything else: one line."""
-    model = zoo_entry(backbone[len(ZOO) :]).model
-    if not ref.startswith(ZOO) and ("/" in ref or os.sep in ref or Path(ref).exists()):
+    shipped = zoo_entry(backbone[len(ZOO) :])
+    if not ref.startswith(ZOO) and (Path(ref).name != ref or Path(ref).exists()):  # a path, not a name
         if not Path(ref).is_dir():
             raise NeucodexError(f"--checkpoint {ref}: no such checkpoint directory")
         info = read_info(ref)
         if not info.is_coinference:
             raise NeucodexError(f"--checkpoint {ref}: a backbone; the demo streams a co-inference checkpoint")
-        if (info.backbone or {}).get("sha256") != zoo_entry(backbone[len(ZOO) :]).sha256:
+        if (info.backbone or {}).get("sha256") != shipped.sha256:
             raise NeucodexError(
                 f"--checkpoint {ref}: not fine-tuned from {backbone}, whose held-out images the demo streams "
                 f"(make one with neucodex finetune --checkpoint {backbone})"
             )
         return str(ref)
-    cut = [ZOO + e.name for e in zoo_entries() if e.kind == "coinference" and e.model == model]
+    cut = [ZOO + e.name for e in zoo_entries() if e.kind == "coinference" and e.model == shipped.model]
     ref = ref if ref.startswith(ZOO) else ZOO + ref
     if ref not in cut:
         raise NeucodexError(
