@@ -22,7 +22,7 @@ from neucodex.evaluate import evaluate_checkpoint
 
 ENTRIES = zoo.entries()
 DELTAS = [e for e in ENTRIES if e.base]
-TOLERANCE_PP = 0.5  # accuracy on the 1,000 demo images: 5 samples may flip with another CPU's float rounding
+TOLERANCE_PP = 1.0  # accuracy on the 200 checked demo images: 2 samples may flip with another CPU's float rounding
 
 
 def test_the_zoo_ships_a_cifar10_backbone():
@@ -149,11 +149,37 @@ def test_demo_images_are_100_per_class():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.demo], ids=[e.name for e in ENTRIES if e.demo])
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):
-    r = evaluate_checkpoint(f"zoo:{entry.name}", dataset=entry.demo["dataset"], device="cpu")
-    assert r["samples"] == entry.demo["samples"]
-    assert r["accuracy"] == pytest.approx(entry.demo["accuracy"], abs=TOLERANCE_PP)
-    assert r["accuracy_all_t"] == pytest.approx(entry.demo["accuracy_all_t"], abs=TOLERANCE_PP)
-    if entry.demo["payload_bits"] is not None:
-        assert r["payload_bits"] == pytest.approx(entry.demo["payload_bits"], rel=0.01)
+    """The shipped weights re-measured on the first ``CHECK_SAMPLES`` embedded images (the whole
+    1,000 cost a minute per co-inference entry; the README's figures on all of them were measured
+    by the same call)."""
+    assert entry.check is not None and entry.check["samples"] == zoo.CHECK_SAMPLES, "re-measure: measure_on_demo"
+    r = evaluate_checkpoint(f"zoo:{entry.name}", dataset=entry.check["dataset"], device="cpu", limit=zoo.CHECK_SAMPLES)
+    assert r["samples"] == entry.check["samples"]
+    assert r["accuracy"] == pytest.approx(entry.check["accuracy"], abs=TOLERANCE_PP)
+    assert r["accuracy_all_t"] == pytest.approx(entry.check["accuracy_all_t"], abs=TOLERANCE_PP)
+    if entry.check["payload_bits"] is not None:
+        assert r["payload_bits"] == pytest.approx(entry.check["payload_bits"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_adding_an_entry_stores_its_figures_on_the_demo_images_and_on_the_checked_few(
+    coinference_checkpoint, tmp_path, monkeypatch
+):
+    """``add_to_zoo`` measures the shipped weights on all the demo images (the README's figures)
+    and on the first ``CHECK_SAMPLES`` (the suite's expectation); both land in the index."""
+    from neucodex import publish
+    from neucodex.checkpoint import read_info
+
+    for module in (zoo, publish):
+        monkeypatch.setattr(module, "HERE", tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "INDEX", tmp_path / "zoo" / "index.json")
+    monkeypatch.setattr(publish, "CHECK_SAMPLES", 20)
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
+    publish.add_to_zoo(read_info(coinference_checkpoint).backbone_path, "tiny", demo_dataset="digits")
+    e = publish.add_to_zoo(coinference_checkpoint, "tiny-co", backbone="tiny", demo_dataset="digits")
+    assert e.check["samples"] == 20 < e.demo["samples"] and e.check["payload_bits"] > 0
+    assert zoo.entry("tiny-co").check == e.check and zoo.entry("tiny").check["payload_bits"] is None
+    r = evaluate_checkpoint("zoo:tiny-co", dataset="digits", device="cpu", limit=20)
+    assert (r["accuracy"], r["payload_bits"]) == (e.check["accuracy"], e.check["payload_bits"])

@@ -27,6 +27,7 @@ HERE = Path(str(resources.files(__name__)))
 INDEX = HERE / "index.json"
 WEIGHTS = "model.safetensors"
 DELTA = "delta.safetensors"
+CHECK_SAMPLES = 200  # a fifth of the demo images: the suite re-measures every entry on these, at a fifth of the cost
 WRITABLE = "set NEUCODEX_CACHE to a writable folder"
 FROM_BASE = "from_base"  # the delta's metadata key: JSON list of the tensors taken from the base
 
@@ -48,9 +49,10 @@ class ZooEntry:
     sha256: str  # of model.safetensors: the model id
     json_sha256: str  # of model.json
     source: str  # how it was made (bench/RESULTS.md has the commands)
-    demo: dict | None = None  # figures on the embedded demo images when added: the regression expectation
+    demo: dict | None = None  # figures on the embedded demo images when added (the README's)
     base: str | None = None  # the entry whose tensors this one shares (then it ships DELTA, not WEIGHTS)
     delta_sha256: str | None = None  # of DELTA
+    check: dict | None = None  # the same figures on the first CHECK_SAMPLES demo images: what the tests re-measure
 
     def to_dict(self) -> dict:
         return asdict(self)
