@@ -62,6 +62,9 @@ def test_per_timestep_loss_is_mean_of_cumulative_ce():
     expected = sum(F.cross_entropy(logits[: t + 1].mean(0), y) for t in range(3)) / 3
     assert torch.allclose(classification_loss(logits, y, per_timestep=True), expected)
     assert torch.allclose(classification_loss(logits, y, per_timestep=False), F.cross_entropy(logits.mean(0), y))
+    weighted = (3 * F.cross_entropy(logits[0], y) + F.cross_entropy(logits.mean(0), y)) / 4  # t=1 counts 3x, t=2 0x
+    assert torch.allclose(classification_loss(logits, y, True, weights=[3, 0, 1]), weighted)
+    assert torch.allclose(classification_loss(logits, y, True, weights=[2, 2, 2]), expected)
 
 
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
@@ -233,6 +236,8 @@ def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
         expected += kl * tau**2 / 3
     assert torch.allclose(distillation_loss(s, t, tau), torch.as_tensor(expected), atol=1e-6)
     assert distillation_loss(t, t, tau).abs() < 1e-6
+    dnn = t[0]  # a DNN teacher's one output stands for every timestep
+    assert torch.allclose(distillation_loss(s, dnn, tau), distillation_loss(s, dnn.expand(3, 5, 4), tau))
 
 
 def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
@@ -286,6 +291,27 @@ def test_distillation_enters_the_finetune_loss(tmp_path, key, off, on):
         assert not (tmp_path / "last").exists()  # refused before any work
 
 
+def test_a_backbone_distils_from_its_dnn_twin(tmp_path):
+    """Pretraining with ``optim.distill`` pulls the SNN toward a named teacher (its DNN twin, one
+    output for every timestep); without a teacher, or from a co-inference model, one clear error."""
+    twin = cfg_for(tmp_path / "dnn", "model.T=1", "model.spiking=false", "data.limit=32")
+    pretrain(twin, progress=False)
+    losses = []
+    for w in (0.0, 1.0):
+        c = cfg_for(
+            tmp_path / f"snn{w}", "data.limit=32", f"optim.distill={w}", f"optim.teacher={twin.run_dir}/backbone"
+        )
+        losses.append(pretrain(c, progress=False).history[0]["train_loss"])
+    assert losses[0] != losses[1] and all(0 < v < 10 for v in losses)
+    with pytest.raises(ConfigError, match="optim.distill needs optim.teacher"):
+        pretrain(cfg_for(tmp_path / "none", "data.limit=32", "optim.distill=0.5"), progress=False)
+    co = finetune(twin, twin.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / "co", progress=False)
+    with pytest.raises(CheckpointError, match="holds a co-inference model; give a backbone"):
+        pretrain(cfg_for(tmp_path / "x", "data.limit=32", "optim.distill=0.5", f"optim.teacher={co.checkpoint}"))
+    with pytest.raises(ConfigError, match="fine-tuning distils from its backbone"):
+        finetune(cfg_for(tmp_path, "finetune.teacher=x"), twin.run_dir / "backbone", "conv1", "c8s1", progress=False)
+
+
 @pytest.mark.parametrize(
     "override, words",
     [
@@ -294,6 +320,7 @@ def test_distillation_enters_the_finetune_loss(tmp_path, key, off, on):
         ("model.T=0", "model.T must be in 1..64"),
         ("finetune.label_smoothing=2", "finetune.label_smoothing must be in 0.0..1.0"),
         ("finetune.distill=1.5", "finetune.distill must be in 0.0..1.0"),
+        ("optim.timestep_weights=[1, 2]", "optim.timestep_weights must be 4 weights (one per timestep"),
         ("optim.per_timestep_loss=3", "optim.per_timestep_loss must be true or false"),
         ("sweep.bottlenecks=[1, 2]", "sweep.bottlenecks[] must be a string"),
     ],

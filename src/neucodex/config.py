@@ -50,6 +50,7 @@ class OptimConfig:
     batch_size: int = 64
     warmup_epochs: int = 0
     per_timestep_loss: bool = False  # TET-style: CE of every timestep's cumulative output
+    timestep_weights: list[float] | None = None  # with it: each timestep's weight in that loss (None: equal)
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
@@ -59,7 +60,10 @@ class OptimConfig:
     bottleneck_lr_scale: float = 1.0  # the new encoder's and decoder's learning rate × this
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
     tune_blocks: int = 0  # train only this many blocks after the cut; the rest keep the backbone's weights (0: all)
-    distill: float = 0.0  # weight of the KL to the backbone's own output (knowledge distillation; 0: off)
+    distill: float = 0.0  # weight of the KL to the teacher's output (knowledge distillation; 0: off)
+    teacher: str | None = (
+        None  # pretraining: the checkpoint distill pulls toward (e.g. the DNN twin); fine-tuning: its backbone
+    )
     distill_temperature: float = 2.0  # softens both outputs before that KL
     feature_distill: float = 0.0  # weight of the MSE from the tail's block outputs to the backbone's (hints; 0: off)
     init_from: str | None = None  # a co-inference checkpoint at the same cut to continue from (e.g. a zoo entry)

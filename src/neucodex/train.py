@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .accounting import BitReport, fit_code_probs, measure_bits_batches
 from .bottleneck import CoInferenceModel
 from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
-from .config import ExperimentConfig, OptimConfig
+from .config import ConfigError, ExperimentConfig, OptimConfig
 from .data import dataset_spec
 from .errors import Interrupted, NeucodexError
 from .evaluate import evaluate, final_logits, load_split, loader, resolve_device, to_model_input
@@ -56,14 +56,41 @@ def seed_everything(seed: int) -> None:
 # --- loss and metrics ------------------------------------------------------------------------
 
 
-def classification_loss(logits: torch.Tensor, y: torch.Tensor, per_timestep: bool, smoothing: float = 0.0):
-    """CE on the mean output over T, or (TET-style) the mean CE of every cumulative output."""
+def classification_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    per_timestep: bool,
+    smoothing: float = 0.0,
+    weights: list[float] | None = None,
+) -> torch.Tensor:
+    """CE on the mean output over T, or (TET-style) the mean CE of every cumulative output —
+    weighted by ``weights`` (one per timestep) to make early outputs, which early exit acts on,
+    count more."""
     if logits.dim() == 2:
         return F.cross_entropy(logits, y, label_smoothing=smoothing)
     if not per_timestep:
         return F.cross_entropy(logits.mean(0), y, label_smoothing=smoothing)
     T = logits.shape[0]
-    return F.cross_entropy(running_mean(logits).flatten(0, 1), y.repeat(T), label_smoothing=smoothing)
+    flat = running_mean(logits).flatten(0, 1)
+    if weights is None:
+        return F.cross_entropy(flat, y.repeat(T), label_smoothing=smoothing)
+    ce = F.cross_entropy(flat, y.repeat(T), label_smoothing=smoothing, reduction="none").view(T, -1).mean(1)
+    w = torch.as_tensor(weights, dtype=ce.dtype, device=ce.device)
+    return (ce * w).sum() / w.sum()
+
+
+def _check_timestep_weights(oc: OptimConfig, T: int, section: str) -> None:
+    w = oc.timestep_weights
+    if w is None:
+        return
+    if not oc.per_timestep_loss:
+        raise ConfigError(
+            f"{section}.timestep_weights weighs the per-timestep loss: set {section}.per_timestep_loss=true"
+        )
+    if len(w) != T or min(w) < 0 or sum(w) <= 0:
+        raise ConfigError(
+            f"{section}.timestep_weights must be {T} weights (one per timestep, >= 0, not all 0), got {w}"
+        )
 
 
 def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -74,7 +101,8 @@ def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: 
     output says which wrong classes are near, which one label per image does not.
     """
     if logits.dim() == 3:
-        logits, teacher = running_mean(logits).flatten(0, 1), running_mean(teacher).flatten(0, 1)
+        teacher = running_mean(teacher) if teacher.dim() == 3 else teacher.expand_as(logits)  # a DNN: one output
+        logits, teacher = running_mean(logits).flatten(0, 1), teacher.flatten(0, 1)
     log_p = F.log_softmax(logits / temperature, -1)
     return F.kl_div(log_p, F.log_softmax(teacher / temperature, -1), log_target=True, reduction="batchmean") * (
         temperature**2
@@ -248,6 +276,8 @@ def fit(
     """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch. With a
     ``teacher`` (and ``oc.distill`` > 0) the loss also pulls the output toward the teacher's."""
     out = Path(out)
+    if model.spiking:
+        _check_timestep_weights(oc, model.T, "finetune" if oc is cfg.finetune else "optim")
     rank, world = distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
@@ -292,7 +322,9 @@ def fit(
                 x, y = to_model_input(x, device), y.to(device)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
-                    loss = classification_loss(logits.float(), y, oc.per_timestep_loss, oc.label_smoothing)
+                    loss = classification_loss(
+                        logits.float(), y, oc.per_timestep_loss, oc.label_smoothing, oc.timestep_weights
+                    )
                     if teacher is not None and (oc.distill or taps is not None):
                         with torch.no_grad():
                             target = teacher(x).float()
@@ -607,6 +639,22 @@ def _teacher(spec: ModelSpec, ck) -> Backbone:
     return teacher
 
 
+def _pretrain_teacher(oc: OptimConfig, model: Backbone) -> Backbone:
+    """The frozen model a backbone distils from — typically its DNN twin, whose accuracy the SNN
+    started from and falls short of (hybrid training with the twin's soft labels)."""
+    if not oc.teacher:
+        raise ConfigError("optim.distill needs optim.teacher: the checkpoint to distil from (e.g. its DNN twin)")
+    ck = load_checkpoint(oc.teacher)
+    teacher = ck.model
+    if ck.info.is_coinference:
+        raise CheckpointError(f"optim.teacher: {oc.teacher} holds a co-inference model; give a backbone")
+    if teacher.num_classes != model.num_classes:
+        raise CheckpointError(
+            f"optim.teacher: {oc.teacher} has {teacher.num_classes} classes, the model {model.num_classes}"
+        )
+    return teacher.requires_grad_(False)
+
+
 def pretrain(
     cfg: ExperimentConfig, *, resume: bool = False, progress: bool = True, out: Path | None = None
 ) -> TrainResult | None:
@@ -618,8 +666,18 @@ def pretrain(
     if cfg.model.init_from and not (resume and (Path(out or cfg.run_dir / "backbone") / "train_state.json").exists()):
         init_from(model, cfg.model.init_from, cfg.model.init_scale)
     out = Path(out) if out else cfg.run_dir / "backbone"
+    teacher = _pretrain_teacher(cfg.optim, model) if cfg.optim.distill else None
     result = fit(
-        model, ModelSpec.of(model, kwargs), cfg, cfg.optim, train_ds, val_ds, out, resume=resume, progress=progress
+        model,
+        ModelSpec.of(model, kwargs),
+        cfg,
+        cfg.optim,
+        train_ds,
+        val_ds,
+        out,
+        resume=resume,
+        progress=progress,
+        teacher=teacher,
     )
     fields = _finish(model, cfg, out, test_ds, result, extra={})
     return TrainResult(**fields) if fields else None
@@ -698,6 +756,9 @@ def finetune(
     val = loader(val_ds, cfg.finetune.batch_size, False, cfg.seed, cfg.workers)
     model = CoInferenceModel(backbone, point, bottleneck)  # shares the backbone's modules, changes none
     oc = cfg.finetune
+    if oc.teacher:
+        raise ConfigError("finetune.teacher: fine-tuning distils from its backbone; leave finetune.teacher unset")
+    _check_timestep_weights(oc, T, "finetune")  # refused now, not after the baselines
     if oc.feature_distill:
         BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
     if oc.tune_blocks:
