@@ -639,18 +639,23 @@ def _teacher(spec: ModelSpec, ck) -> Backbone:
     return teacher
 
 
-def _pretrain_teacher(oc: OptimConfig, model: Backbone) -> Backbone:
+def _pretrain_teacher(oc: OptimConfig, model: Backbone) -> Backbone | None:
     """The frozen model a backbone distils from — typically its DNN twin, whose accuracy the SNN
     started from and falls short of (hybrid training with the twin's soft labels)."""
+    if not oc.distill and not oc.teacher:
+        return None
     if not oc.teacher:
         raise ConfigError("optim.distill needs optim.teacher: the checkpoint to distil from (e.g. its DNN twin)")
+    if not oc.distill:
+        raise ConfigError("optim.teacher is only used with optim.distill > 0 (the weight of its KL): set both")
     ck = load_checkpoint(oc.teacher)
     teacher = ck.model
     if ck.info.is_coinference:
         raise CheckpointError(f"optim.teacher: {oc.teacher} holds a co-inference model; give a backbone")
-    if teacher.num_classes != model.num_classes:
+    if teacher.num_classes != model.num_classes or (teacher.spiking and teacher.T != model.T):
         raise CheckpointError(
-            f"optim.teacher: {oc.teacher} has {teacher.num_classes} classes, the model {model.num_classes}"
+            f"optim.teacher: {oc.teacher} gives {teacher.num_classes} classes at T={teacher.T}; the model "
+            f"{model.num_classes} at T={model.T} (a DNN teacher may have any T)"
         )
     return teacher.requires_grad_(False)
 
@@ -666,7 +671,7 @@ def pretrain(
     if cfg.model.init_from and not (resume and (Path(out or cfg.run_dir / "backbone") / "train_state.json").exists()):
         init_from(model, cfg.model.init_from, cfg.model.init_scale)
     out = Path(out) if out else cfg.run_dir / "backbone"
-    teacher = _pretrain_teacher(cfg.optim, model) if cfg.optim.distill else None
+    teacher = _pretrain_teacher(cfg.optim, model)
     result = fit(
         model,
         ModelSpec.of(model, kwargs),
