@@ -307,7 +307,7 @@ def test_a_backbone_distils_from_its_dnn_twin(tmp_path):
     with pytest.raises(ConfigError, match="optim.teacher is only used with optim.distill > 0"):
         pretrain(cfg_for(tmp_path / "w0", "data.limit=32", f"optim.teacher={twin.run_dir}/backbone"), progress=False)
     snn = f"{tmp_path}/snn1.0/tiny/backbone"  # a spiking teacher must run at the student's T
-    with pytest.raises(CheckpointError, match="at T=2; the model 10 at T=3"):
+    with pytest.raises(CheckpointError, match="10 classes at T=2, the model 10 classes at T=3"):
         pretrain(cfg_for(tmp_path / "t3", "model.T=3", "optim.distill=0.5", f"optim.teacher={snn}"), progress=False)
     co = finetune(twin, twin.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / "co", progress=False)
     with pytest.raises(CheckpointError, match="holds a co-inference model; give a backbone"):

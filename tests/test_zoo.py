@@ -152,8 +152,8 @@ def test_demo_images_are_100_per_class():
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):
     """The shipped weights re-measured on the first ``CHECK_SAMPLES`` embedded images (the whole
-    1,000 cost a minute per co-inference entry; the README's figures on all of them were measured
-    by the same call)."""
+    1,000 cost about 40 s per co-inference entry; the README's figures on all of them were
+    measured by the same call when the entry was added)."""
     assert entry.check is not None and entry.check["samples"] == zoo.CHECK_SAMPLES, "re-measure: measure_on_demo"
     r = evaluate_checkpoint(f"zoo:{entry.name}", dataset=entry.check["dataset"], device="cpu", limit=zoo.CHECK_SAMPLES)
     assert r["samples"] == entry.check["samples"]

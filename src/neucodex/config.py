@@ -61,9 +61,7 @@ class OptimConfig:
     freeze_head: bool = False  # keep the edge head's weights as the backbone's (and skip its backward pass)
     tune_blocks: int = 0  # train only this many blocks after the cut; the rest keep the backbone's weights (0: all)
     distill: float = 0.0  # weight of the KL to the teacher's output (knowledge distillation; 0: off)
-    teacher: str | None = (
-        None  # pretraining: the checkpoint distill pulls toward (e.g. the DNN twin); fine-tuning: its backbone
-    )
+    teacher: str | None = None  # pretraining: the checkpoint distill pulls toward (fine-tuning: its backbone)
     distill_temperature: float = 2.0  # softens both outputs before that KL
     feature_distill: float = 0.0  # weight of the MSE from the tail's block outputs to the backbone's (hints; 0: off)
     init_from: str | None = None  # a co-inference checkpoint at the same cut to continue from (e.g. a zoo entry)

@@ -654,8 +654,8 @@ def _pretrain_teacher(oc: OptimConfig, model: Backbone) -> Backbone | None:
         raise CheckpointError(f"optim.teacher: {oc.teacher} holds a co-inference model; give a backbone")
     if teacher.num_classes != model.num_classes or (teacher.spiking and teacher.T != model.T):
         raise CheckpointError(
-            f"optim.teacher: {oc.teacher} gives {teacher.num_classes} classes at T={teacher.T}; the model "
-            f"{model.num_classes} at T={model.T} (a DNN teacher may have any T)"
+            f"optim.teacher: {oc.teacher} gives {teacher.num_classes} classes at T={teacher.T}, the model "
+            f"{model.num_classes} classes at T={model.T}: give a teacher with both the same (a DNN's T may differ)"
         )
     return teacher.requires_grad_(False)
 
