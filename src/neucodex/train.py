@@ -72,10 +72,8 @@ def classification_loss(
         return F.cross_entropy(logits.mean(0), y, label_smoothing=smoothing)
     T = logits.shape[0]
     flat = running_mean(logits).flatten(0, 1)
-    if weights is None:
-        return F.cross_entropy(flat, y.repeat(T), label_smoothing=smoothing)
     ce = F.cross_entropy(flat, y.repeat(T), label_smoothing=smoothing, reduction="none").view(T, -1).mean(1)
-    w = torch.as_tensor(weights, dtype=ce.dtype, device=ce.device)
+    w = torch.ones_like(ce) if weights is None else torch.as_tensor(weights, dtype=ce.dtype, device=ce.device)
     return (ce * w).sum() / w.sum()
 
 
