@@ -119,3 +119,37 @@ def test_energy_cli_errors_are_one_line(capsys):
     assert main(["energy", "vgg-tiny", "--profile", "tpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("neucodex: error:") for e in err)
+
+
+def test_a_sparser_head_is_reported_apart_from_the_cut_and_exit():
+    """With the backbone's own head the two savings are one; when fine-tuning makes the head fire
+    less, the saving grows and the cut-and-exit share stays what the backbone's head gives."""
+    import copy
+    from types import SimpleNamespace
+
+    from neucodex.bottleneck import CoInferenceModel
+    from neucodex.energy import coinference_energy, radio_profile
+
+    torch.manual_seed(0)
+    backbone = nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)).train()
+    dnn = nc.create_model("vgg-tiny", spiking=False, in_channels=1, widths=(8, 16, 16))
+    model = CoInferenceModel(copy.deepcopy(backbone), "conv2", "c4s1").train()  # the backbone's own head
+    x, steps = torch.rand(8, 1, 16, 16), torch.tensor([1, 2, 2, 1, 2, 2, 1, 2])
+    bits = SimpleNamespace(wire_bytes=100.0, per_sample_wire_bytes=(100,) * 8, input_bits=2048)
+
+    def saving() -> dict:
+        e = coinference_energy(model, backbone, dnn, x, steps, bits, bits, radio_profile("wifi"))[0]["45nm"]
+        return {k: e[k] for k in e if k.startswith("compute_reduction")}
+
+    same = saving()
+    assert same["compute_reduction_backbone_head"] == pytest.approx(same["compute_reduction_vs_edge_only_snn"])
+    assert same["compute_reduction_backbone_head_paper"] == pytest.approx(
+        same["compute_reduction_vs_edge_only_snn_paper"]
+    )
+    with torch.no_grad():
+        model.stages.conv1[1].bias -= 1.0  # a head that fires less than the backbone's
+    sparse = saving()
+    assert sparse["compute_reduction_vs_edge_only_snn_paper"] > same["compute_reduction_vs_edge_only_snn_paper"]
+    assert sparse["compute_reduction_backbone_head_paper"] == pytest.approx(
+        same["compute_reduction_backbone_head_paper"]  # the paper's scope leaves the encoder out
+    )

@@ -207,8 +207,10 @@ def test_same_command_under_torchrun(tmp_path):
     assert metrics["epochs"] == 1 and load_checkpoint(metrics["checkpoint"]).model_id == metrics["model_id"]
 
 
-def test_code_rate_penalty_enters_the_loss(tmp_path):
-    """One training step from the same start: the penalised loss is CE + λ x code firing rate."""
+@pytest.mark.parametrize("option", ["code_rate_penalty", "edge_rate_penalty"])
+def test_rate_penalties_enter_the_loss(tmp_path, option):
+    """One training step from the same start: the penalised loss is CE + λ x a firing rate (of the
+    bottleneck code, or of the spikes entering the edge's layers)."""
     cfg = cfg_for(tmp_path, "data.limit=32", "finetune.epochs=1", "finetune.batch_size=32")
     pretrain(cfg, progress=False)
     losses = []
@@ -218,11 +220,57 @@ def test_code_rate_penalty_enters_the_loss(tmp_path):
             "data.limit=32",
             "finetune.epochs=1",
             "finetune.batch_size=32",
-            f"finetune.code_rate_penalty={penalty}",
+            f"finetune.{option}={penalty}",
         )
         m = finetune(c, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / f"p{penalty}", progress=False)
         losses.append(m.history[0]["train_loss"])
     assert 0 < losses[1] - losses[0] <= 5.0  # λ x a firing rate in (0, 1]
+
+
+def test_edge_spikes_are_the_energy_models_syops_per_dense_op_and_the_penalty_thins_them():
+    """The penalised rate is what ``energy.count_ops`` counts on the edge (head + encoder, the
+    real-input first layer left out), and descending on it alone makes the edge fire less."""
+    from neucodex.energy import count_ops
+    from neucodex.train import EdgeSpikes
+
+    torch.manual_seed(0)
+    model = CoInferenceModel(
+        nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)), "conv2", "c4s1"
+    ).train()
+    model.set_step_mode("m")
+    x = torch.rand(2, 8, 1, 16, 16)
+    edge = EdgeSpikes(model)
+    model(x)
+    rate = edge.rate()
+    model.reset_state()
+    ops = [o for o in count_ops(model, x) if o.stage in ("conv1", "conv2", "encoder") and o.rates is not None]
+    want = sum(o.dense * sum(o.rates) / len(o.rates) for o in ops) / sum(o.dense for o in ops)
+    assert len(ops) == 2 and 0 < rate.item() < 1  # conv2's and the encoder's input spikes
+    assert rate.item() == pytest.approx(want, rel=1e-5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(5):
+        model(x)
+        loss = edge.rate()
+        model.reset_state()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model(x)
+    assert edge.rate().item() < 0.8 * rate.item()
+    edge.remove()
+    model(x)
+    assert edge.terms == []  # removed: nothing is kept any more
+
+
+def test_edge_rate_penalty_is_refused_where_it_cannot_act(tmp_path):
+    """A frozen head (nothing it could thin) and a backbone (no edge) are refused in one line."""
+    cfg = cfg_for(tmp_path, "data.limit=32", "optim.edge_rate_penalty=1")
+    with pytest.raises(ConfigError, match="optim.edge_rate_penalty: only a spiking co-inference model"):
+        pretrain(cfg, progress=False)
+    pretrain(cfg_for(tmp_path, "data.limit=32"), progress=False)
+    frozen = cfg_for(tmp_path, "finetune.edge_rate_penalty=1", "finetune.freeze_head=true")
+    with pytest.raises(ConfigError, match="add --set finetune.freeze_head=false"):
+        finetune(frozen, cfg.run_dir / "backbone", "conv1", "c8s1", out=tmp_path / "frozen", progress=False)
 
 
 def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():

@@ -54,6 +54,7 @@ class OptimConfig:
     grad_clip: float | None = None
     label_smoothing: float = 0.0
     code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
+    edge_rate_penalty: float = 0.0  # λ × the edge's SyOPs per dense op (head + encoder): less edge compute
     norm_samples: int = 2048  # after every epoch, norms' running statistics from this many samples (0: off)
     # fine-tuning only:
     bottleneck_samples: int = 0  # first train the new bottleneck alone to reproduce the cut's feature (0: off)
@@ -143,6 +144,7 @@ _RANGES = {
     "OptimConfig.warmup_epochs": (0, 100_000),
     "OptimConfig.label_smoothing": (0.0, 1.0),
     "OptimConfig.code_rate_penalty": (0.0, 1e6),
+    "OptimConfig.edge_rate_penalty": (0.0, 1e6),
     "OptimConfig.norm_samples": (0, 10**9),
     "OptimConfig.bottleneck_samples": (0, 10**9),
     "OptimConfig.bottleneck_lr_scale": (0.0, 1e4),

@@ -27,7 +27,7 @@ from .pretrained import PREFIX as ZOO
 from .pretrained import entries as zoo_entries
 from .pretrained import entry as zoo_entry
 from .report import write_report
-from .report.markdown import saving
+from .report.markdown import head_share, saving
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
 from .runtime.process import spawn_server, stop_server
@@ -206,6 +206,7 @@ def run_demo(
 
 def summary_table(s: dict) -> str:
     e45, er = s["energy_mj"]["45nm"], s["energy_mj"]["rolls"]
+    share = head_share(e45)
     lines = [
         f"neucodex demo on {s['dataset']} (T={s['T']}, {s['samples']} test samples, "
         f"{'shipped or cached models' if s['reused'] else 'trained now'}; {s['wall_s']:.0f} s)",
@@ -226,6 +227,7 @@ def summary_table(s: dict) -> str:
         f"only); with the radio "
         f"{saving(e45['reduction_vs_edge_only_snn'])} (45 nm); break-even radio cost "
         f"{e45['break_even_nj_per_bit']:.3g} nJ/bit",
+        *([f"                      {share}"] if share else []),
         f"  latency, ms         (edge x{s['device_factor']:g} slower than this CPU, RTT {s['rtt_ms']:g} ms)",
     ]
     for row in s["latency_ms"]:

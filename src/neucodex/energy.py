@@ -103,7 +103,7 @@ class LayerOps:
         return 0.0, float(self.dense * sum(self.rates[:steps]))
 
 
-def _dense(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, per: int) -> int:
+def dense_ops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, per: int) -> int:
     """Dense multiply–accumulates per sample and timestep; ``per`` = samples x timesteps."""
     if isinstance(module, nn.Linear):
         return module.in_features * module.out_features * (out.numel() // per // module.out_features)
@@ -113,7 +113,7 @@ def _dense(module: nn.Module, inp: torch.Tensor, out: torch.Tensor, per: int) ->
     return out.numel() // per * k * module.in_channels // module.groups
 
 
-def _binary(x: torch.Tensor) -> bool:
+def is_spikes(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
@@ -134,8 +134,8 @@ def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
             nonlocal first
             inp = args[0]
             steps = T if model.spiking else 1
-            dense = _dense(module, inp, out, B * steps)
-            spikes = model.spiking and _binary(inp)
+            dense = dense_ops(module, inp, out, B * steps)
+            spikes = model.spiking and is_spikes(inp)
             rates = inp.reshape(steps, -1).ne(0).float().mean(1).tolist() if spikes else None
             paper = stage in model.split_points and ".shortcut" not in f".{name}" and not first
             first = False
@@ -304,12 +304,17 @@ def coinference_energy(
     # point is its encoder, which the paper leaves out)
     in_scope = {(o.stage, o.name) for o in ops_bb if o.paper}
     ops_co = [replace(o, paper=(o.stage, o.name) in in_scope) for o in ops_co]
+    # the same edge had it kept the backbone's head as it fires in the backbone: what the cut and
+    # early exit save alone, apart from anything fine-tuning did to the head's spikes
+    head = set(model.names()[: model.names().index("encoder")])
+    theirs = {(o.stage, o.name): o for o in ops_bb}
+    ops_kept = [theirs[(o.stage, o.name)] if o.stage in head else o for o in ops_co]
     dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
     energies, per_sample = {}, {}
 
-    def compute_mj(prof: HardwareProfile, scope: str) -> tuple[list[float], float, float]:
+    def compute_mj(prof: HardwareProfile, scope: str, ops=ops_co) -> tuple[list[float], float, float]:
         """(edge energy after 1..T steps, its mean over the samples' exit steps, edge-only SNN)."""
-        per_step = [edge_energy(model, ops_co, "encoder", prof, scope, s).energy_mj for s in range(1, T + 1)]
+        per_step = [edge_energy(model, ops, "encoder", prof, scope, s).energy_mj for s in range(1, T + 1)]
         whole = energy([o for o in ops_bb if scope == "full" or o.paper], prof, T)[2]
         return per_step, sum(per_step[int(s) - 1] for s in steps) / len(steps), whole
 
@@ -317,6 +322,7 @@ def coinference_energy(
         prof = HARDWARE[hw]
         per_step, compute, snn_only = compute_mj(prof, "full")
         _, compute_paper, snn_only_paper = compute_mj(prof, "paper")
+        kept = {scope: compute_mj(prof, scope, ops_kept)[1] for scope in SCOPES}
         radio_co = radio_mj(bits_exit.wire_bytes * 8, radio)
         co = compute + radio_co
         per_sample[hw] = [
@@ -340,6 +346,9 @@ def coinference_energy(
             "co_inference_compute_paper_mj": compute_paper,
             "edge_only_snn_paper_mj": snn_only_paper,
             "compute_reduction_vs_edge_only_snn_paper": 1 - compute_paper / snn_only_paper,
+            # both again with the backbone's own head (equal unless fine-tuning changed the head)
+            "compute_reduction_backbone_head": 1 - kept["full"] / snn_only,
+            "compute_reduction_backbone_head_paper": 1 - kept["paper"] / snn_only_paper,
             # below this radio cost per bit, co-inference (compute + radio) beats edge-only SNN
             "break_even_nj_per_bit": (snn_only - compute) * 1e6 / max(bits_exit.wire_bytes * 8, 1e-12),
         }

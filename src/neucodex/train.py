@@ -32,6 +32,7 @@ from .bottleneck import CoInferenceModel
 from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
 from .config import ConfigError, ExperimentConfig, OptimConfig
 from .data import dataset_spec
+from .energy import dense_ops, is_spikes
 from .errors import Interrupted, NeucodexError
 from .evaluate import evaluate, final_logits, load_split, loader, resolve_device, to_model_input
 from .exit import running_mean
@@ -160,6 +161,43 @@ class BlockTaps:
         self.teacher.clear()
 
 
+class EdgeSpikes:
+    """The edge's synaptic operations per dense operation in the current training step: the firing
+    rate of the spikes entering each of the edge's layers (head and encoder), weighted by that
+    layer's dense operations — eq. 7's SyOPs over their dense count, so λ × this is a penalty
+    proportional to the edge's compute energy.
+
+    Why: at an early cut the edge's energy is its head's spikes, which the backbone never had a
+    reason to keep few; the first (real-input) layer costs MACs whatever it is given and is left out.
+    """
+
+    def __init__(self, model: CoInferenceModel) -> None:
+        edge = model.slice(0, model.names().index("encoder") + 1)
+        self.terms: list[tuple[int, torch.Tensor]] = []
+        self.hooks = [
+            m.register_forward_hook(self._keep)
+            for m in edge.modules()
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+        ]
+
+    def _keep(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        inp = args[0]
+        if module.training and torch.is_grad_enabled() and is_spikes(inp):
+            self.terms.append((dense_ops(module, inp, out, 1), inp.float().mean()))
+
+    def rate(self) -> torch.Tensor:
+        """The dense-weighted mean input firing rate of the last forward pass; clears it."""
+        total = sum(d for d, _ in self.terms)
+        value = sum(d * r for d, r in self.terms) / total
+        self.terms.clear()
+        return value
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.terms.clear()
+
+
 # --- optimisation ----------------------------------------------------------------------------
 
 
@@ -274,8 +312,14 @@ def fit(
     """Train ``model`` for ``oc.epochs``; checkpoint into ``out`` after every epoch. With a
     ``teacher`` (and ``oc.distill`` > 0) the loss also pulls the output toward the teacher's."""
     out = Path(out)
+    section = "finetune" if oc is cfg.finetune else "optim"
     if model.spiking:
-        _check_timestep_weights(oc, model.T, "finetune" if oc is cfg.finetune else "optim")
+        _check_timestep_weights(oc, model.T, section)
+    if oc.edge_rate_penalty and not (isinstance(model, CoInferenceModel) and model.spiking):
+        raise ConfigError(
+            f"{section}.edge_rate_penalty: only a spiking co-inference model being fine-tuned has an edge "
+            "whose spikes it can thin; set it to 0"
+        )
     rank, world = distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
@@ -297,6 +341,7 @@ def fit(
     taps = BlockTaps(model, teacher) if teacher is not None and oc.feature_distill else None
     if oc.code_rate_penalty and isinstance(model, CoInferenceModel) and model.spiking:
         hook = model.stages.encoder.register_forward_hook(lambda m, _i, out: codes.append(out) if m.training else None)
+    edge = EdgeSpikes(model) if oc.edge_rate_penalty else None
     val = loader(val_ds, oc.batch_size, False, cfg.seed, cfg.workers)
     t_start = time.perf_counter()
     try:
@@ -335,6 +380,8 @@ def fit(
                     if codes:
                         loss = loss + oc.code_rate_penalty * torch.cat([c.flatten() for c in codes]).mean()
                         codes.clear()
+                    if edge is not None:
+                        loss = loss + oc.edge_rate_penalty * edge.rate()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if oc.grad_clip:
@@ -344,10 +391,11 @@ def fit(
                 seen += y.numel()
                 correct += (final_logits(logits.detach()).argmax(-1) == y).sum().item()
                 loss_sum += loss.item() * y.numel()
-                bar.set_postfix(
+                bar.set_postfix(  # shown at the bar's own pace (a log file: once a minute), not every batch
                     loss=f"{loss_sum / seen:.3f}",
                     acc=f"{100 * correct / seen:.1f}",
                     img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                    refresh=False,
                 )
             sched.step()
             _precise_norms(model, train_ds, cfg, oc, device, amp, epoch)
@@ -395,6 +443,8 @@ def fit(
         hook.remove()
     if taps is not None:
         taps.remove()
+    if edge is not None:
+        edge.remove()
     if world > 1:
         dist.barrier()
     # every epoch's time, the resumed runs' included (older states recorded none: this run's time then)
@@ -475,7 +525,7 @@ def warm_bottleneck(
         seen, last = seen + n, loss.item()
         first = last if first is None else first
         bar.update(n)
-        bar.set_postfix(mse=f"{last:.4f}")
+        bar.set_postfix(mse=f"{last:.4f}", refresh=False)
         if seen >= samples:
             break
     bar.close()
@@ -762,6 +812,11 @@ def finetune(
     if oc.teacher:
         raise ConfigError("finetune.teacher: fine-tuning distils from its backbone; leave finetune.teacher unset")
     _check_timestep_weights(oc, T, "finetune")  # refused now, not after the baselines
+    if oc.edge_rate_penalty and oc.freeze_head:
+        raise ConfigError(
+            "finetune.edge_rate_penalty thins the edge head's spikes, but finetune.freeze_head keeps the head "
+            "as the backbone's: add --set finetune.freeze_head=false"
+        )
     if oc.feature_distill:
         BlockTaps.tail_blocks(model, backbone.split_points)  # refused now, not after the baselines
     if oc.tune_blocks:
