@@ -19,8 +19,8 @@ def head_share(e: dict) -> str | None:
     if abs(full - e["compute_reduction_vs_edge_only_snn"]) < 1e-9:
         return None
     return (
-        f"the cut and early exit alone, with the backbone's own head firing, save {saving(full)} "
-        f"({saving(paper)} in SpikeBottleNet's scope); the rest is the fine-tuned head's fewer spikes"
+        f"the cut and early exit alone (the backbone's own head firing): {saving(full)} "
+        f"({saving(paper)} in SpikeBottleNet's scope); the rest comes from the fine-tuned head's fewer spikes"
     )
 
 
