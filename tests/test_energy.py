@@ -129,6 +129,7 @@ def test_a_sparser_head_is_reported_apart_from_the_cut_and_exit():
 
     from neucodex.bottleneck import CoInferenceModel
     from neucodex.energy import coinference_energy, radio_profile
+    from neucodex.report.markdown import head_share
 
     torch.manual_seed(0)
     backbone = nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)).train()
@@ -152,4 +153,8 @@ def test_a_sparser_head_is_reported_apart_from_the_cut_and_exit():
     assert sparse["compute_reduction_vs_edge_only_snn_paper"] > same["compute_reduction_vs_edge_only_snn_paper"]
     assert sparse["compute_reduction_backbone_head_paper"] == pytest.approx(
         same["compute_reduction_backbone_head_paper"]  # the paper's scope leaves the encoder out
+    )
+    assert head_share(same) is None  # the report and the demo add their line only for a changed head
+    assert f"{100 * sparse['compute_reduction_backbone_head_paper']:.1f}% less in SpikeBottleNet's" in head_share(
+        sparse
     )
