@@ -217,6 +217,25 @@ def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
     assert 0 < s["payload_bits"] <= 64 and s["ratios"]["vs_float32"] >= 2048
 
 
+def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tmp_path):
+    """Two backbones are shipped, both holding out the embedded images: a co-inference entry or
+    directory is compared with its own backbone, never with the default one."""
+    from neucodex.demo import PRETRAINED, _demo_coinference
+    from neucodex.pretrained import entries
+
+    default = PRETRAINED["cifar10-demo"][0]
+    for e in entries():
+        if e.kind == "coinference":
+            assert _demo_coinference(e.name, default) == (f"zoo:{e.name}", f"zoo:{e.base}")
+    other = next(e for e in entries() if e.kind == "backbone" and e.T > 1 and f"zoo:{e.name}" != default)
+    own = tmp_path / "coinference-rb8"
+    shutil.copytree(resolve("zoo:cifar10-resnet18-rb8"), own)
+    info = json.loads((own / "model.json").read_text())
+    info["backbone"] = {"sha256": other.sha256, "path": f"zoo:{other.name}"}
+    (own / "model.json").write_text(json.dumps(info))
+    assert _demo_coinference(str(own), default) == (str(own), f"zoo:{other.name}")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -240,7 +259,7 @@ def test_demo_checkpoint_directories_it_cannot_stream_are_one_line(coinference_c
     cases = [
         (tmp_path / "nothing", "no such checkpoint directory"),
         (backbone, "a backbone; the demo streams a co-inference checkpoint"),
-        (coinference_checkpoint, "not fine-tuned from zoo:cifar10-resnet18"),
+        (coinference_checkpoint, "not fine-tuned from a shipped backbone (zoo:cifar10-resnet18, "),
     ]
     for ref, message in cases:
         assert main(["demo", "--checkpoint", str(ref), "--out", str(tmp_path / "run")]) == 2

@@ -79,32 +79,36 @@ def _trained_here(dataset: str, quick: bool, cache_dir, quiet: bool) -> tuple[st
     return str(backbone_dir), str(coinf_dir), cfg, reused
 
 
-def _demo_coinference(ref: str, backbone: str) -> str:
-    """What ``--checkpoint`` names for the shipped images: a shipped co-inference entry of
-    ``backbone``'s model (``zoo:NAME`` or ``NAME``), or a checkpoint directory fine-tuned from
-    ``backbone`` itself — the embedded images are held out of that backbone, so the report's
-    backbone figures stay honest. Anything else: one line."""
-    shipped = zoo_entry(backbone[len(ZOO) :])
+def _demo_coinference(ref: str, backbone: str) -> tuple[str, str]:
+    """What ``--checkpoint`` names for the shipped images, and the backbone to report beside it: a
+    shipped co-inference entry of ``backbone``'s model (``zoo:NAME`` or ``NAME``) with its own
+    backbone entry, or a checkpoint directory fine-tuned from one of the shipped backbones of that
+    model — the embedded images are held out of all of them, so the report's backbone figures stay
+    honest. Anything else: one line."""
+    model = zoo_entry(backbone[len(ZOO) :]).model
+    shipped = [e for e in zoo_entries() if e.model == model]
+    bases = {e.sha256: ZOO + e.name for e in shipped if e.kind == "backbone"}
     if not ref.startswith(ZOO) and (Path(ref).name != ref or Path(ref).exists()):  # a path, not a name
         if not Path(ref).is_dir():
             raise NeucodexError(f"--checkpoint {ref}: no such checkpoint directory")
         info = read_info(ref)
         if not info.is_coinference:
             raise NeucodexError(f"--checkpoint {ref}: a backbone; the demo streams a co-inference checkpoint")
-        if (info.backbone or {}).get("sha256") != shipped.sha256:
+        base = bases.get((info.backbone or {}).get("sha256"))
+        if base is None:
             raise NeucodexError(
-                f"--checkpoint {ref}: not fine-tuned from {backbone}, whose held-out images the demo streams "
-                f"(make one with neucodex finetune --checkpoint {backbone})"
+                f"--checkpoint {ref}: not fine-tuned from a shipped backbone ({', '.join(bases.values())}), whose "
+                f"held-out images the demo streams (make one with neucodex finetune --checkpoint {backbone})"
             )
-        return str(ref)
-    cut = [ZOO + e.name for e in zoo_entries() if e.kind == "coinference" and e.model == shipped.model]
+        return str(ref), base
+    cut = {ZOO + e.name: ZOO + e.base for e in shipped if e.kind == "coinference" and e.base}
     ref = ref if ref.startswith(ZOO) else ZOO + ref
     if ref not in cut:
         raise NeucodexError(
             f"--checkpoint {ref}: the demo streams a shipped co-inference entry ({', '.join(cut)}) "
             f"or a checkpoint directory fine-tuned from {backbone}"
         )
-    return ref
+    return ref, cut[ref]
 
 
 def run_demo(
@@ -133,7 +137,7 @@ def run_demo(
             raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
         backbone_dir, coinf_dir = PRETRAINED[dataset]
         if checkpoint:
-            coinf_dir = _demo_coinference(checkpoint, backbone_dir)
+            coinf_dir, backbone_dir = _demo_coinference(checkpoint, backbone_dir)
         reused = True
         _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
         _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)
