@@ -183,3 +183,38 @@ def test_adding_an_entry_stores_its_figures_on_the_demo_images_and_on_the_checke
     assert zoo.entry("tiny-co").check == e.check and zoo.entry("tiny").check["payload_bits"] is None
     r = evaluate_checkpoint("zoo:tiny-co", dataset="digits", device="cpu", limit=20)
     assert (r["accuracy"], r["payload_bits"]) == (e.check["accuracy"], e.check["payload_bits"])
+
+
+def test_a_delta_kept_in_fp32_ships_the_fine_tuned_weights_exactly(coinference_checkpoint, tmp_path, monkeypatch):
+    """``--delta-fp32``: a cut fine-tuned from the fp16 backbone entry ships its tuned tensors as
+    they were measured (fp32), and what it took unchanged from the backbone is shared, not shipped."""
+    import torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file as save_torch
+
+    from neucodex import publish
+    from neucodex.checkpoint import read_info
+
+    for module in (zoo, publish):
+        monkeypatch.setattr(module, "HERE", tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "INDEX", tmp_path / "zoo" / "index.json")
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
+    publish.add_to_zoo(read_info(coinference_checkpoint).backbone_path, "tiny")
+    with pytest.raises(zoo.ZooError, match="--delta-fp32 is for a co-inference checkpoint"):
+        publish.add_to_zoo(read_info(coinference_checkpoint).backbone_path, "tiny-fp32", delta_fp32=True)
+    base = load_torch(str(zoo.resolve("zoo:tiny") / zoo.WEIGHTS))
+    own = tmp_path / "own"  # as if fine-tuned from zoo:tiny: the frozen tensors are its fp16 values
+    shutil.copytree(coinference_checkpoint, own)
+    tuned = load_torch(str(own / zoo.WEIGHTS))
+    frozen = {k for k, v in tuned.items() if k in base and base[k].shape == v.shape}
+    tuned = {k: base[k].to(v.dtype) if k in frozen else v for k, v in tuned.items()}
+    save_torch(tuned, str(own / zoo.WEIGHTS))
+    assert frozen and len(frozen) < len(tuned)
+
+    e = publish.add_to_zoo(own, "tiny-co", backbone="tiny", delta_fp32=True)
+    with safe_open(str(tmp_path / "zoo" / "tiny-co" / zoo.DELTA), "np") as f:
+        assert sorted(f.keys()) == sorted(set(tuned) - frozen)
+        assert {str(f.get_tensor(k).dtype) for k in f.keys() if tuned[k].is_floating_point()} == {"float32"}
+    shipped = load_torch(str(zoo.resolve("zoo:tiny-co") / zoo.WEIGHTS))
+    assert zoo.sha256_file(zoo.resolve("zoo:tiny-co") / zoo.WEIGHTS) == e.sha256
+    assert all(torch.equal(shipped[k].to(v.dtype), v) for k, v in tuned.items())

@@ -38,17 +38,38 @@ def write_weights(out: Path, tensors: dict[str, np.ndarray], base: str | None) -
     if base is None:
         (out / WEIGHTS).write_bytes(data)
         return hashlib.sha256(data).hexdigest(), None
-    delta, shared = split_on_base(tensors, load_file(str(resolve(PREFIX + base) / WEIGHTS)))
+    delta, shared = split_on_base(tensors, _base_weights(base))
     save_file(delta, str(out / DELTA), metadata={FROM_BASE: json.dumps(shared)})
     return hashlib.sha256(data).hexdigest(), sha256_file(out / DELTA)
 
 
+def _base_weights(base: str) -> dict[str, np.ndarray]:
+    return load_file(str(resolve(PREFIX + base) / WEIGHTS))
+
+
+def _shipped(v, keep_fp32: bool) -> np.ndarray:
+    """A tensor as the zoo stores it: floating ones fp16 unless ``keep_fp32``."""
+    return (v.float() if keep_fp32 else v.half()).numpy() if v.is_floating_point() else v.numpy()
+
+
+def _holds(base: np.ndarray | None, v: np.ndarray) -> bool:
+    return base is not None and base.shape == v.shape and np.array_equal(base.astype(v.dtype), v)
+
+
 def add_to_zoo(
-    directory: str | Path, name: str, source: str = "", backbone: str | None = None, demo_dataset: str | None = None
+    directory: str | Path,
+    name: str,
+    source: str = "",
+    backbone: str | None = None,
+    demo_dataset: str | None = None,
+    delta_fp32: bool = False,
 ) -> ZooEntry:
     """Copy a checkpoint into the package as ``zoo:<name>``.
 
-    Floating tensors become fp16 (half the bytes). The accuracy listed is the checkpoint's own
+    Floating tensors become fp16 (half the bytes). With ``delta_fp32`` a co-inference entry keeps
+    the tensors that differ from its backbone in fp32: a spiking cut fine-tuned from the fp16
+    backbone then ships exactly the weights it was measured with (rounding a few hundred kB of
+    tuned tensors to fp16 moved such cuts by up to 0.9 pp). The accuracy listed is the checkpoint's own
     test figure; re-measure the shipped weights with ``neucodex evaluate --checkpoint zoo:<name>``.
     The data root is dropped from the config (users pass ``--root``); a co-inference
     checkpoint's backbone must already be in the zoo, named by ``backbone``.
@@ -60,14 +81,16 @@ def add_to_zoo(
         if entry(backbone).kind != "backbone":
             raise ZooError(f"zoo:{backbone} is not a backbone")
     base = backbone if info.is_coinference else None
+    if delta_fp32 and base is None:
+        raise ZooError("--delta-fp32 is for a co-inference checkpoint (its delta against --backbone)")
     out = HERE / name
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    tensors = {
-        k: (v.half() if v.is_floating_point() else v).numpy()
-        for k, v in load_torch(str(Path(directory) / WEIGHTS)).items()
-    }
+    tensors = {k: _shipped(v, delta_fp32) for k, v in load_torch(str(Path(directory) / WEIGHTS)).items()}
+    if delta_fp32:  # a tensor the fp16 base holds exactly (a frozen one) goes as fp16: shared, not shipped
+        held = _base_weights(base)
+        tensors = {k: held[k] if _holds(held.get(k), v) else v for k, v in tensors.items()}
     raw = info.to_dict()
     raw["sha256"], delta_sha256 = write_weights(out, tensors, base)
     raw["config"] = {**raw["config"], "data": {**raw["config"].get("data", {}), "root": None}}

@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="", help="how the checkpoint was made, for --add")
     p.add_argument("--backbone", help="for --add of a co-inference checkpoint: its backbone's zoo entry")
     p.add_argument("--demo-dataset", help="for --add: evaluate the shipped weights on this dataset and store it")
+    p.add_argument(
+        "--delta-fp32",
+        action="store_true",
+        help="for --add of a co-inference checkpoint: ship what differs from --backbone in fp32, not fp16",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> None:
 
         if not args.name:
             raise NeucodexError("--add needs --name")
-        e = add_to_zoo(args.add, args.name, args.source, args.backbone, args.demo_dataset)
+        e = add_to_zoo(args.add, args.name, args.source, args.backbone, args.demo_dataset, args.delta_fp32)
         print(f"added zoo:{e.name} ({e.kind}, accuracy {e.accuracy}) sha256 {e.sha256[:16]}…")
         return
     rows = [e.to_dict() for e in entries()]
