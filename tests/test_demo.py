@@ -199,7 +199,7 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     s = _demo(tmp_path)
     assert s["dataset"] == "cifar10-demo" and s["checkpoint"].startswith("zoo:") and s["reused"]
     assert s["samples"] == 100 and s["status"]["ok"] == 100
-    assert s["checkpoint"] == "zoo:cifar10-resnet18-rb1-c16s2" and s["backbone_accuracy"] > 60.0
+    assert s["checkpoint"] == "zoo:cifar10-resnet18-v3-rb1-c16s2" and s["backbone_accuracy"] > 60.0
     assert s["co_inference_accuracy"] >= s["backbone_accuracy"] - 6.0  # within a point on all 1,000; 100 here
     assert 1.0 <= s["mean_steps"] <= s["T"] == 4
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached

@@ -35,7 +35,7 @@ from .train import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24
-PRETRAINED = {"cifar10-demo": ("zoo:cifar10-resnet18", "zoo:cifar10-resnet18-rb1-c16s2")}
+PRETRAINED = {"cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2")}
 """Datasets the demo runs on shipped checkpoints: (backbone, co-inference) zoo entries."""
 PRETRAINED_QUICK = 100
 
