@@ -19,8 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", action="store_true", help="same as --dataset digits-dvs")
     p.add_argument(
         "--checkpoint",
-        help="for cifar10-demo: another shipped co-inference entry (e.g. zoo:cifar10-resnet18-rb8; default: rb1-c16s2) "
-        "or a checkpoint directory fine-tuned from zoo:cifar10-resnet18",
+        help="for cifar10-demo: another shipped co-inference entry (e.g. zoo:cifar10-resnet18-rb8; default: "
+        "zoo:cifar10-resnet18-v3-rb1-c16s2) or a checkpoint directory fine-tuned from a shipped spiking backbone",
     )
     p.add_argument("--quick", action="store_true", help="fewer samples (and, for digits, a smaller model)")
     p.add_argument(
