@@ -138,6 +138,12 @@ def test_zoo_command_lists_every_entry(capsys):
     assert main(["zoo", "--markdown"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 + len(ENTRIES) and all(f"`{e.name}`" in "".join(table) for e in ENTRIES)
+    assert main(["zoo"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(ENTRIES)
+    assert len({line.index(" backbone " if " backbone " in line else " coinference ") for line in lines[1:]}) == 1, (
+        "the kind column starts at one offset for every name, however long"
+    )
 
 
 def test_demo_images_are_100_per_class():

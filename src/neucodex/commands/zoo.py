@@ -44,14 +44,15 @@ def run(args: argparse.Namespace) -> None:
     if args.markdown:
         print(markdown(rows))
         return
+    w = max([len("name"), *(len(r["name"]) for r in rows)])
     print(
-        f"{'name':<28} {'kind':<11} {'dataset':<12} {'model':<14} {'T':>2} {'point':<5} {'bottleneck':<10} "
+        f"{'name':<{w}} {'kind':<11} {'dataset':<12} {'model':<14} {'T':>2} {'point':<5} {'bottleneck':<10} "
         f"{'accuracy':>8}  sha256"
     )
     for r in rows:
         acc = "–" if r["accuracy"] is None else f"{r['accuracy']:.2f}%"
         print(
-            f"{r['name']:<28} {r['kind']:<11} {r['dataset']:<12} {r['model']:<14} {r['T']:>2} "
+            f"{r['name']:<{w}} {r['kind']:<11} {r['dataset']:<12} {r['model']:<14} {r['T']:>2} "
             f"{r['point'] or '–':<5} {r['bottleneck'] or '–':<10} {acc:>8}  {r['sha256'][:16]}…"
         )
 
