@@ -6,6 +6,7 @@ Each is a thin layer over the library API; ``neucodex.cli`` assembles them into 
 from __future__ import annotations
 
 from . import (
+    average,
     calibrate,
     datasets,
     demo,
@@ -29,6 +30,7 @@ COMMANDS = (
     zoo,
     train,
     finetune,
+    average,
     sweep,
     calibrate,
     evaluate,

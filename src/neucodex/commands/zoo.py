@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> None:
         if not args.name:
             raise NeucodexError("--add needs --name")
         e = add_to_zoo(args.add, args.name, args.source, args.backbone, args.demo_dataset, args.delta_fp32)
-        print(f"added zoo:{e.name} ({e.kind}, accuracy {e.accuracy}) sha256 {e.sha256[:16]}…")
+        acc = "–" if e.accuracy is None else f"{e.accuracy:.2f}%"
+        print(f"added zoo:{e.name} ({e.kind}, accuracy {acc}) sha256 {e.sha256[:16]}…")
         return
     rows = [e.to_dict() for e in entries()]
     if args.json:
