@@ -2,8 +2,9 @@
 
 Why: two runs that start from the same weights end in one basin of the loss, and the point
 between them generalises better than either end (a uniform "model soup", the average SWA takes
-along one run). For a spiking network the average's membrane potentials no longer match the
-norms' running statistics, so those are re-estimated (precise BN) before it is measured.
+along one run). The inputs each norm sees in the average are not those either end saw, and a
+spiking network's firing hangs on them, so the norms' running statistics are re-estimated
+(precise BN) before it is measured.
 """
 
 from __future__ import annotations
