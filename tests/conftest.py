@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -62,3 +64,33 @@ def coinference_checkpoint(tmp_path_factory):
     cfg = load_config("tiny", [f"out={tmp_path_factory.mktemp('runs')}", *TINY_RUN])
     pretrain(cfg, progress=False)
     return finetune(cfg, cfg.run_dir / "backbone", "conv2", "c4s2", progress=False).checkpoint
+
+
+HARDWARE_SKIPS = ("needs a GPU", "needs CUDA")
+"""The only skip reasons allowed on CI: hardware a CI machine lacks."""
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(h in reason for h in HARDWARE_SKIPS):
+            _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """On CI (``CI=true``) a skipped test that should run there fails the run: a skip would hide
+    exactly the missing dependency or data the fresh clone is meant to catch."""
+    if _skipped and _ci() and exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _skipped and _ci():
+        terminalreporter.write_line(f"CI: {len(_skipped)} test(s) skipped that must run on CI:", red=True)
+        for line in _skipped:
+            terminalreporter.write_line(f"  {line}", red=True)

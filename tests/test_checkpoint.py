@@ -34,6 +34,8 @@ TAMPER = {
     "a 10 KB measure name": lambda m: m.__setitem__("exit_policy", {"measure": "x" * 10_000, "threshold": 0.5}),
     "channel probabilities out of (0, 1)": lambda m: m.__setitem__("channel_probs", [2.0] * 4),
     "channel probabilities of the wrong length": lambda m: m.__setitem__("channel_probs", [0.5] * 3),
+    "context probabilities out of (0, 1)": lambda m: m.__setitem__("context_probs", [[0.5] * 4, [1.0] * 4, [0.5] * 4]),
+    "context probabilities of the wrong shape": lambda m: m.__setitem__("context_probs", [[0.5] * 4] * 2),
     "no sha256": lambda m: m.pop("sha256"),
     "another format": lambda m: m.__setitem__("format", "pickle"),
     "a future version": lambda m: m.__setitem__("version", 99),

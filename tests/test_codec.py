@@ -67,7 +67,7 @@ def test_bits_in_and_bits_out_equal_the_float32_path(fmt):
 def test_auto_is_smallest():
     for rate in (0.0005, 0.05, 0.5):
         x = spikes((64, 8, 8), rate)
-        sizes = {f: len(codec.encode(x, f)) for f in codec.SPIKE_FORMATS}
+        sizes = {f: len(codec.encode(x, f)) for f in codec.SPIKE_FORMATS if codec.REGISTRY[f].usable(codec.Priors(), 0)}
         assert len(codec.encode(x, "auto")) == min(sizes.values())
 
 
@@ -248,3 +248,109 @@ def test_learned_probabilities_win_on_skewed_channels():
     learned = codec.encode(x, "auto", channel_probs=probs)
     assert len(learned) < len(codec.encode(x, "auto"))
     assert codec.read_header(learned)["flags"] & 1  # the learned model was the smallest
+
+
+# --- the learned context format -------------------------------------------------------------
+
+
+def correlated_code(T=4, shape=(2, 8, 16, 16), stay=0.9, rate=0.2, seed=0):
+    """A code ``[T, N, C, H, W]`` whose bits repeat their previous value with probability ``stay``."""
+    rng = np.random.default_rng(seed)
+    rates = np.linspace(0.02, 0.5, shape[1])[None, :, None, None] * (rate / 0.2)
+    code = [(rng.random(shape) < rates).astype(np.float32)]
+    for _ in range(T - 1):
+        flip = rng.random(shape) > stay
+        code.append(np.where(flip, (rng.random(shape) < rates).astype(np.float32), code[-1]))
+    return np.stack(code)
+
+
+def context_probs_of(code):
+    from neucodex.entropy import context_counts, context_probs_from_counts
+
+    return context_probs_from_counts(*context_counts(torch.from_numpy(code)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**16), stay=st.sampled_from([0.0, 0.5, 0.95, 1.0]), rate=st.sampled_from([0.0, 0.05, 0.4]))
+def test_context_round_trip_exact_at_every_timestep(seed, stay, rate):
+    code = correlated_code(T=3, shape=(1, 3, 5, 4), stay=stay, rate=rate, seed=seed)
+    probs = context_probs_of(correlated_code(seed=seed + 1, shape=(4, 3, 5, 4)))
+    prev = None
+    for t, x in enumerate(code):
+        pkt = codec.encode(x, "context", timestep=t, context_probs=probs, previous=prev)
+        out = codec.decode_packet(pkt, context_probs=probs, previous=prev)
+        assert out.format == "context" and np.array_equal(out.array, x)
+        prev = x
+
+
+def test_context_needs_its_model_and_the_previous_map():
+    x = correlated_code(T=2, shape=(1, 2, 3, 3))
+    probs = context_probs_of(x)
+    with pytest.raises(CodecError, match="pass context_probs"):
+        codec.encode(x[0], "context")
+    with pytest.raises(CodecError, match="needs the previous timestep's map"):
+        codec.encode(x[1], "context", timestep=1, context_probs=probs)
+    pkt = codec.encode(x[1], "context", timestep=1, context_probs=probs, previous=x[0])
+    with pytest.raises(CodecError, match="pass context_probs"):
+        codec.decode(pkt, previous=x[0])
+    with pytest.raises(CodecError, match="needs the previous timestep's map"):
+        codec.decode(pkt, context_probs=probs)
+    with pytest.raises(CodecError, match=r"has shape \(2, 3\); the map needs \(3, 2\)"):
+        codec.encode(x[0], "context", context_probs=np.full((3, 2), 0.5).T)
+    # auto without the previous map (or without the model) skips the context format: never an error
+    assert codec.read_header(codec.encode(x[1], "auto", timestep=1, context_probs=probs))["format"] != "context"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pos=st.integers(0, 10_000),
+    val=st.integers(0, 255),
+    cut=st.integers(0, 10_000),
+    extra=st.binary(max_size=8),
+    op=st.sampled_from(["flip", "truncate", "append"]),
+    t=st.sampled_from([0, 1]),
+)
+def test_fuzz_context_payloads_raise_codec_error_only(pos, val, cut, extra, op, t):
+    """Mutated payloads with a valid CRC (so the payload itself is what decodes): CodecError or a
+    map of the declared shape, nothing else."""
+    code = correlated_code(T=2, shape=(1, 4, 6, 6), seed=pos)
+    probs, prev = context_probs_of(code), code[0] if t else None
+    pkt = bytearray(codec.encode(code[t], "context", timestep=t, context_probs=probs, previous=prev))
+    body = pkt[codec.HEADER_BYTES :]
+    if op == "flip" and body:
+        body[pos % len(body)] = val
+    elif op == "truncate":
+        body = body[: cut % (len(body) + 1)]
+    else:
+        body += extra or b"\0"
+    head = bytearray(pkt[: codec.HEADER_BYTES - 4])
+    head[-4:] = struct.pack("<I", len(body))
+    data = with_crc(bytes(head) + b"\0\0\0\0" + bytes(body))
+    try:
+        out = codec.decode(data, context_probs=probs, previous=prev)
+    except CodecError:
+        return
+    assert out.shape == (1, 4, 6, 6) and set(np.unique(out)) <= {0.0, 1.0}
+
+
+def test_context_never_costs_more_than_auto_and_nears_the_conditional_entropy():
+    """On a temporally correlated code: auto with the context model is never larger than auto
+    without it, and the context payload is within 5% of H(s_t | context) of the coded maps."""
+    from neucodex.entropy import conditional_entropy, context_counts
+
+    train = correlated_code(T=4, shape=(32, 8, 16, 16), seed=1)
+    probs = context_probs_of(train)
+    test = correlated_code(T=4, shape=(8, 8, 16, 16), seed=2)
+    plain = learned = 0
+    for b in range(test.shape[1]):
+        for t in range(test.shape[0]):
+            prev = test[t - 1, b] if t else None
+            a = codec.encode(test[t, b], "auto", timestep=t)
+            c = codec.encode(test[t, b], "auto", timestep=t, context_probs=probs, previous=prev)
+            assert len(c) <= len(a)
+            plain, learned = plain + len(a), learned + len(c)
+    h_ctx, h_chan = conditional_entropy(*context_counts(torch.from_numpy(test)))
+    payload_bits = (learned - test.shape[0] * test.shape[1] * codec.HEADER_BYTES) * 8
+    assert h_ctx < 0.7 * h_chan  # the code is correlated: context helps
+    assert payload_bits <= 1.05 * h_ctx + 32 * test.shape[0] * test.shape[1]  # ≤ 5% + ANS's final word
+    assert learned < 0.8 * plain

@@ -18,9 +18,7 @@ from neucodex.data import DatasetMissingError, build_dataset, dataset_spec, list
 from neucodex.data.events import read_bin
 from neucodex.errors import NeucodexError
 
-SHARED = Path(os.environ.get("NEUCODEX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CIFAR_JPG = SHARED / "cifar10-train-jpg.tar.gz"
-NMNIST = SHARED / "nmnist-small-train.tar.gz"
+NMNIST = Path(__file__).resolve().parent / "data" / "nmnist"
 
 
 @pytest.fixture(scope="session")
@@ -52,46 +50,68 @@ def test_digits_dvs_offline():
     assert torch.equal(ds[0][0], x)  # deterministic emulation
 
 
-@pytest.mark.skipif(not CIFAR_JPG.exists(), reason=f"shared CIFAR-10 images not at {CIFAR_JPG}")
-def test_shared_cifar10_images_from_archive(cache):
-    parts = {s: build_dataset("imagefolder", s, root=CIFAR_JPG, cache_dir=cache) for s in ("train", "val", "test")}
-    assert [len(parts[s]) for s in ("train", "val", "test")] == [40_500, 4_500, 5_000]
+def cifar_archive(tmp_path: Path, per_class: int = 20) -> Path:
+    """A .tar.gz in the real CIFAR-10 JPEG layout (``train/<class>/NNNN.jpg``), from the demo images."""
+    import io
+    import tarfile
+    from importlib import resources
+
+    z = np.load(Path(str(resources.files("neucodex.pretrained"))) / "cifar10-demo.npz")
+    path = tmp_path / "cifar10-train-jpg.tar.gz"
+    counts: Counter = Counter()
+    with tarfile.open(path, "w:gz") as tar:
+        for img, label in zip(z["images"], z["labels"], strict=True):
+            cls = str(z["classes"][label])
+            if counts[cls] == per_class:
+                continue
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "JPEG", quality=95)
+            info = tarfile.TarInfo(f"train/{cls}/{counts[cls]:04d}.jpg")
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+            counts[cls] += 1
+    return path
+
+
+def test_cifar10_images_from_an_archive_in_the_real_layout(tmp_path, cache):
+    """The imagefolder loader on a .tar.gz of JPEG class folders, as the CIFAR-10 JPEGs come:
+    seeded stratified 10% test, then 10% of the rest val; the second read from the cache."""
+    root = cifar_archive(tmp_path)
+    parts = {s: build_dataset("imagefolder", s, root=root, cache_dir=cache) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [160, 20, 20]
     assert parts["train"].classes[:2] == ["airplane", "automobile"]
-    assert Counter(parts["val"].targets) == {k: 450 for k in range(10)}
-    again = build_dataset("imagefolder", "val", root=CIFAR_JPG, cache_dir=cache)  # from the cache
+    assert Counter(parts["val"].targets) == {k: 2 for k in range(10)}
+    again = build_dataset("imagefolder", "val", root=root, cache_dir=cache)  # from the cache
     assert again.indices == parts["val"].indices
     x, _ = again[0]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
 
 
-@pytest.mark.skipif(not NMNIST.exists(), reason=f"shared N-MNIST recordings not at {NMNIST}")
-def test_shared_nmnist_recordings(cache):
-    train = build_dataset("nmnist", "train", root=NMNIST, T=5, cache_dir=cache)
-    test = build_dataset("nmnist", "test", root=NMNIST, T=5, cache_dir=cache)
-    assert len(train) + len(test) + len(build_dataset("nmnist", "val", root=NMNIST, cache_dir=cache)) == 1000
-    assert test.indices == build_dataset("nmnist", "test", root=NMNIST, T=5, cache_dir=cache).indices
-    x, y = test[0]
+def test_real_nmnist_recordings(cache):
+    """20 real N-MNIST recordings shipped with the tests (tests/data/README.md): read, framed, split."""
+    parts = {s: build_dataset("nmnist", s, root=NMNIST, T=5, cache_dir=cache) for s in ("train", "val", "test")}
+    every = build_dataset("nmnist", "all", root=NMNIST, T=5, cache_dir=cache)
+    assert len(every) == 20 and sum(len(p) for p in parts.values()) == 20
+    assert parts["train"].indices == build_dataset("nmnist", "train", root=NMNIST, T=5, cache_dir=cache).indices
+    x, y = every[0]
     assert x.shape == (5, 2, 34, 34) and x.sum() > 1000  # thousands of events per recording
-    assert torch.equal(test[0][0], x)  # second read: from the frame cache
+    assert torch.equal(every[0][0], x)  # second read: from the frame cache
+    events = read_bin(next(NMNIST.glob("Train/0/*.bin")))
+    assert 1000 < len(events) < 20_000 and events["x"].max() <= 33 and events["y"].max() <= 33
+    assert set(np.unique(events["p"]).tolist()) == {0, 1}  # both polarities
 
 
-@pytest.mark.skipif(not NMNIST.exists(), reason=f"shared N-MNIST recordings not at {NMNIST}")
 def test_ncaltech101_loader_on_real_recordings(tmp_path, cache):
     """N-Caltech101 uses N-MNIST's 40-bit format: real recordings in its folder layout."""
-    import tarfile
-
     root = tmp_path / "nc"
-    with tarfile.open(NMNIST) as tar:
-        members = [m for m in tar.getmembers() if m.name.endswith(".bin")]
-        for digit, cls in enumerate(("accordion", "airplanes", "BACKGROUND_Google")):
-            d = root / "NCALTECH101" / "Caltech101" / cls
-            d.mkdir(parents=True)
-            picked = [m for m in members if Path(m.name).parent.name.strip() == str(digit)][:10]
-            assert len(picked) == 10
-            for k, m in enumerate(picked):
-                (d / f"image_{k:04d}.bin").write_bytes(tar.extractfile(m).read())
-    ds = build_dataset("n-caltech101", "train", root=root, T=3, size=24, cache_dir=cache)
+    for digit, cls in enumerate(("accordion", "airplanes", "BACKGROUND_Google")):
+        d = root / "NCALTECH101" / "Caltech101" / cls
+        d.mkdir(parents=True)
+        for k, f in enumerate(sorted(NMNIST.glob(f"Train/{digit}/*.bin"))):
+            (d / f"image_{k:04d}.bin").write_bytes(f.read_bytes())
+    ds = build_dataset("n-caltech101", "all", root=root, T=3, size=24, cache_dir=cache)
     assert ds.classes == ["accordion", "airplanes"]  # background left out
+    assert len(ds) == 4
     x, _ = ds[0]
     assert x.shape == (3, 2, 24, 24) and x.sum() > 0
 
@@ -288,23 +308,31 @@ def test_missing_data_on_the_cli():
     assert len(lines) == 1 and lines[0].startswith("neucodex: error: dataset 'cifar10': file not found at /nonexistent")
 
 
-@pytest.mark.skipif(not CIFAR_JPG.exists(), reason=f"shared CIFAR-10 images not at {CIFAR_JPG}")
-def test_demo_images_come_from_the_held_out_test_split(cache):
-    """The 1,000 embedded images are in imagefolder's test split (seed 0), never in train or val."""
+def test_demo_images_are_held_out_of_every_training_split():
+    """No embedded demo image is one the shipped CIFAR-10 entries trained or validated on: the
+    pixel digests of those 45,000 images ship with the package (publish.write_train_digests)."""
+    from importlib import resources
+
+    from neucodex.publish import TRAIN_DIGESTS, image_digest
+
+    here = Path(str(resources.files("neucodex.pretrained")))
+    seen = set(np.load(here / TRAIN_DIGESTS)["digests"].tolist())
+    z = np.load(here / "cifar10-demo.npz")
+    assert len(seen) == 45_000
+    demo = [image_digest(img) for img in z["images"]]
+    assert len(set(demo)) == 1000 and not set(demo) & seen
+    # the digest sees a one-value change: the check is not vacuous
+    changed = z["images"][0].copy()
+    changed[0, 0, 0] ^= 1
+    assert image_digest(changed) != demo[0]
+
+
+def test_demo_images_are_stored_interleaved_by_class():
+    """Any prefix of the embedded set is balanced: class k is at positions k, k + 10, …"""
     from importlib import resources
 
     z = np.load(Path(str(resources.files("neucodex.pretrained"))) / "cifar10-demo.npz")
-    parts = {
-        s: build_dataset("imagefolder", s, root=CIFAR_JPG, cache_dir=cache, train_augment=False)
-        for s in ("train", "val", "test")
-    }
-    held = set(z["source_indices"].tolist())
-    assert held <= set(parts["test"].indices)
-    assert not held & (set(parts["train"].indices) | set(parts["val"].indices))
-    base = parts["test"].base
-    assert all(
-        np.array_equal(base.images[i], img) for i, img in zip(z["source_indices"][:20], z["images"][:20], strict=True)
-    )
+    assert z["labels"].tolist() == [k % 10 for k in range(1000)]
 
 
 def test_digits_listing_states_the_split_sizes_it_loads():

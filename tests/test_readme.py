@@ -28,5 +28,7 @@ def test_readme_python_blocks_run():
     """The README's Python blocks, in order in one namespace, run as written."""
     text = (ROOT / "README.md").read_text()
     namespace: dict = {}
-    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 — our own documentation
+    assert blocks and any(not k.startswith("__") for k in namespace)  # they ran and defined something

@@ -19,6 +19,7 @@ import torch
 
 from . import codec
 from .bottleneck import CoInferenceModel
+from .entropy import conditional_entropy, context_counts, context_probs_from_counts
 from .errors import NeucodexError
 
 
@@ -64,13 +65,15 @@ def measure_bits(
     format: str = "auto",
     *,
     channel_probs: np.ndarray | None = None,
+    context_probs: np.ndarray | None = None,
     steps: torch.Tensor | None = None,
 ) -> BitReport:
     """Encode every sample's code at every timestep it sends, one packet each, and count.
 
     ``x``: a batch ``[B, C, H, W]`` (static) or ``[T, B, C, H, W]`` (event frames).
     ``steps``: per-sample timesteps actually sent (early exit); default all T.
-    SNN codes go through ``format`` (default ``auto``); DNN codes are sent as ``uint8``.
+    SNN codes go through ``format`` (default ``auto``); DNN codes are sent as ``uint8``. Learned
+    models (``channel_probs``, ``context_probs``) are those both ends of the runtime share.
     """
     edge = model.edge.eval()
     mode = model.step_mode
@@ -86,10 +89,18 @@ def measure_bits(
     formats: dict[str, int] = {}
     per_sample, per_sample_wire = [], []
     fmt = format if model.spiking else "uint8"
+    code = code.cpu().numpy()
     for b in range(B):
         sample = sample_wire = 0
         for t in range(int(steps_sent[b])):
-            pkt = codec.encode(code[t, b], fmt, timestep=t, channel_probs=channel_probs)
+            pkt = codec.encode(
+                code[t, b],
+                fmt,
+                timestep=t,
+                channel_probs=channel_probs,
+                context_probs=context_probs,
+                previous=code[t - 1, b] if t else None,
+            )
             sample += (len(pkt) - codec.HEADER_BYTES) * 8
             sample_wire += len(pkt)
             name = codec.read_header(pkt)["format"]
@@ -143,22 +154,44 @@ def combine(reports: list[BitReport]) -> BitReport:
     )
 
 
+@dataclass(frozen=True)
+class CodeModels:
+    """The learned probability models of a code, counted on the deployed (eval-mode) code, and
+    the entropies they can reach on the counted samples (bits per sample, all T)."""
+
+    channel_probs: np.ndarray  # [C]
+    context_probs: np.ndarray  # [3, C]
+    h_context_bits: float  # H(s_t | previous bit) per sample: the context coder's floor
+    h_channel_bits: float  # H(p_c) per sample: the per-channel coder's floor
+    samples: int
+
+
 @torch.no_grad()
-def fit_code_probs(model: CoInferenceModel, batches: Iterable[torch.Tensor]) -> np.ndarray:
-    """Learned entropy model: each code channel's firing probability over the samples in
-    ``batches`` (model inputs, as for :func:`measure_bits`), in eval mode as deployed."""
+def fit_code_models(model: CoInferenceModel, batches: Iterable[torch.Tensor]) -> CodeModels:
+    """Learned entropy models: each code channel's firing probability, and the same conditioned
+    on the neuron's previous bit, over the samples in ``batches`` (model inputs, as for
+    :func:`measure_bits`), in eval mode as deployed."""
     if not model.spiking:
         raise NeucodexError("learned channel probabilities are for spike codes; a DNN sends uint8")
     edge = model.edge.eval()
     mode = model.step_mode
     edge.set_step_mode("m")
-    ones, count = np.zeros(model.code_shape[0]), 0.0
+    ones = totals = None
+    samples = 0
     for x in batches:
         code = edge(x)  # [T, B, C', H', W']
         model.reset_state()
-        ones += code.sum(dim=(0, 1, 3, 4)).double().cpu().numpy()
-        count += code[:, :, 0].numel()
+        k, n = context_counts(code)
+        ones, totals = (k, n) if ones is None else (ones + k, totals + n)
+        samples += code.shape[1]
     model.set_step_mode(mode)
-    if count == 0:
+    if not samples:
         raise NeucodexError("no samples to learn channel probabilities from")
-    return codec.probs_from_counts(ones, count)
+    h_ctx, h_chan = conditional_entropy(ones, totals)
+    return CodeModels(
+        codec.probs_from_counts(ones.sum(0), totals.sum(0)[0]),
+        context_probs_from_counts(ones, totals),
+        h_ctx / samples,
+        h_chan / samples,
+        samples,
+    )

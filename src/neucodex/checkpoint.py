@@ -150,6 +150,7 @@ class CheckpointInfo:
     backbone: dict | None = None  # {"sha256", "path"} of the backbone a co-inference model came from
     exit_policy: ExitPolicy | None = None
     channel_probs: list[float] | None = None  # learned per-channel firing probabilities of the code
+    context_probs: list[list[float]] | None = None  # [3][C]: p(1) after a 0, after a 1, at timestep 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -171,6 +172,11 @@ class CheckpointInfo:
     def probs(self) -> np.ndarray | None:
         """The learned channel probabilities as the codec takes them (None: none learned)."""
         return None if self.channel_probs is None else np.asarray(self.channel_probs, np.float64)
+
+    @property
+    def context(self) -> np.ndarray | None:
+        """The learned context model ``[3, C]`` as the codec's ``context`` format takes it (None: none)."""
+        return None if self.context_probs is None else np.asarray(self.context_probs, np.float64)
 
     @property
     def policy(self) -> ExitPolicy:
@@ -199,6 +205,8 @@ class CheckpointInfo:
             d["exit_policy"] = self.exit_policy.to_dict()
         if self.channel_probs is not None:
             d["channel_probs"] = list(self.channel_probs)
+        if self.context_probs is not None:
+            d["context_probs"] = [list(row) for row in self.context_probs]
         return {**d, **self.extra, "sha256": self.sha256}
 
     @classmethod
@@ -222,16 +230,26 @@ class CheckpointInfo:
             except NeucodexError as e:
                 raise CheckpointError(f"{where}: bad exit_policy: {e}") from None
         spec = ModelSpec.from_dict(d["model"], where)
+        channels = BottleneckConfig.parse(spec.bottleneck).channels if spec.coinference else None
         probs = d.get("channel_probs")
         if probs is not None:
-            channels = BottleneckConfig.parse(spec.bottleneck).channels if spec.coinference else None
-            ok = isinstance(probs, list) and all(
-                isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 1 for p in probs
-            )
+            ok = isinstance(probs, list) and all(_is_prob(p) for p in probs)
             if not ok or len(probs) != channels:
                 raise CheckpointError(f"{where}: channel_probs must be one probability in (0, 1) per code channel")
         known = {"format", "version", "model", "config", "dataset", "metrics", "backbone", "exit_policy"}
-        known |= {"channel_probs", "sha256"}
+        context = d.get("context_probs")
+        if context is not None:
+            ok = (
+                isinstance(context, list)
+                and len(context) == 3
+                and all(isinstance(row, list) and len(row) == channels for row in context)
+                and all(_is_prob(p) for row in context for p in row)
+            )
+            if not ok:
+                raise CheckpointError(
+                    f"{where}: context_probs must be 3 rows of one probability in (0, 1) per code channel"
+                )
+        known |= {"channel_probs", "context_probs", "sha256"}
         return cls(
             spec,
             str(d.get("sha256", "")),
@@ -241,8 +259,13 @@ class CheckpointInfo:
             backbone,
             policy,
             probs,
+            context,
             {k: v for k, v in d.items() if k not in known},
         )
+
+
+def _is_prob(p: Any) -> bool:
+    return isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 1
 
 
 @dataclass

@@ -14,8 +14,13 @@ Payload formats:
   one probability per packet sent in-band (u16; adapts to each packet), or per-channel
   probabilities learned from data and shared by both ends (``channel_probs``; flag bit 0).
 - ``uint8``   — 8-bit quantised real features, one byte each: BottleNet++'s wire form.
+- ``context`` — ANS coding with learned probabilities ``p[k, c]`` conditioned on what the receiver
+  already holds: the same neuron's bit at the previous timestep (``k`` = 0 or 1), or ``k`` = 2 at
+  timestep 0 (:mod:`neucodex.entropy` learns them; both ends keep the previous map).
 
-``auto`` picks the smallest spike format per packet. ``decode`` of anything malformed raises
+Each format is one small class in a registry (:data:`REGISTRY`): a new format is one class with
+``@register``; ``auto``, the CLIs and the server take the list from it. ``auto`` picks the smallest
+spike format per packet. ``decode`` of anything malformed raises
 :class:`CodecError` and nothing else, and never allocates more than the declared shape, which is
 itself bounded by ``max_elements``.
 
@@ -46,19 +51,8 @@ _HEADER_CRC = struct.Struct(_HEADER.format + "I")  # both read in one call
 MAX_ELEMENTS = 1 << 24
 """Default bound on N*C*H*W a decoder accepts (16 M neurons, a 2 MiB bitmap)."""
 
-FORMATS = {"bitmap": 0, "sparse": 1, "entropy": 2, "uint8": 3}
-_FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
-SPIKE_FORMATS = ("bitmap", "sparse", "entropy")
 _FLAG_CHANNEL_MODEL = 1  # entropy: per-channel learned probabilities
 _SPARSE_PAD_SHIFT = 1  # sparse: padding bits of the packed indices in flags bits 1-3
-_ALLOWED_FLAGS = {"entropy": _FLAG_CHANNEL_MODEL, "sparse": 7 << _SPARSE_PAD_SHIFT}
-_VALID_LEADS = frozenset(
-    MAGIC + bytes((VERSION, code, flags))
-    for name, code in FORMATS.items()
-    for flags in range(256)
-    if not flags & ~_ALLOWED_FLAGS.get(name, 0)
-)
-"""Every valid (magic, version, format, flags) start of a packet."""
 _P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
 _PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
 
@@ -229,28 +223,179 @@ def _entropy_decode(payload: bytes, shape4, channel_probs: np.ndarray | None) ->
     return _ans_decode(payload[2:], [(size, q / _P_SCALE)])
 
 
-def _payload(fmt: str, a: np.ndarray, channel_probs: np.ndarray | None, shape4) -> tuple[bytes, int]:
-    """(payload, flags) for ``a`` in ``fmt``."""
-    flat = a.reshape(-1)
-    if fmt == "uint8":
-        if a.dtype != np.uint8:
-            if np.any((flat < 0) | (flat > 1)):
-                raise CodecError("uint8 format takes values in [0, 1] (8-bit quantised features)")
-            flat = np.rint(flat.astype(np.float64) * 255).astype(np.uint8)
-        return flat.tobytes(), 0
-    if fmt not in SPIKE_FORMATS:
-        raise CodecError(f"unknown format {fmt!r}; choose from {', '.join([*FORMATS, 'auto'])}")
-    return _spike_payload(fmt, _binary(flat), channel_probs, shape4)
+class Priors(NamedTuple):
+    """What both ends share about a code besides the packet: learned probabilities, and the
+    previous timestep's map of the same sample (flat 0/1; ``None`` at timestep 0)."""
+
+    channel_probs: np.ndarray | None = None  # [C]
+    context_probs: np.ndarray | None = None  # [3, C]: previous bit 0, previous bit 1, timestep 0
+    previous: np.ndarray | None = None
 
 
-def _spike_payload(fmt: str, bits: np.ndarray, channel_probs: np.ndarray | None, shape4) -> tuple[bytes, int]:
-    """(payload, flags) for flat 0/1 ``bits`` in a spike format."""
-    if fmt == "bitmap":
+class Format:
+    """One payload format: its wire code, the flag bits it may set, and both halves."""
+
+    name: str = ""
+    code: int = -1
+    flags: int = 0  # the flag bits this format may set
+    spikes: bool = True  # a spike format (``auto`` tries it); else real features
+
+    def usable(self, priors: Priors, timestep: int) -> bool:
+        """Whether ``auto`` can try it with what both ends share."""
+        return True
+
+    def encode(self, bits: np.ndarray, shape4, priors: Priors, timestep: int) -> tuple[bytes, int]:
+        """(payload, flags) for flat ``bits`` (0/1; real values in [0, 1] for a feature format)."""
+        raise NotImplementedError
+
+    def decode(self, payload, shape4, flags: int, priors: Priors, timestep: int) -> np.ndarray:
+        """The flat 0/1 uint8 map (a feature format: float32 in [0, 1])."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, Format] = {}
+
+
+def register(cls: type[Format]) -> type[Format]:
+    """Add a format to the registry (names and wire codes must be new)."""
+    fmt = cls()
+    if fmt.name in REGISTRY or any(f.code == fmt.code for f in REGISTRY.values()):
+        raise ValueError(f"codec format {fmt.name!r} (code {fmt.code}) is already registered")
+    REGISTRY[fmt.name] = fmt
+    return cls
+
+
+@register
+class Bitmap(Format):
+    name, code = "bitmap", 0
+
+    def encode(self, bits, shape4, priors, timestep):
         return np.packbits(bits).tobytes(), 0
-    if fmt == "sparse":
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        n = int(np.prod(shape4))
+        if len(payload) != (n + 7) // 8:
+            raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
+        raw = np.frombuffer(payload, np.uint8)
+        tail = n & 7
+        if tail and raw[-1] & ((1 << (8 - tail)) - 1):
+            raise CodecError("bitmap padding bits are not zero")
+        return np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
+
+
+@register
+class Sparse(Format):
+    name, code, flags = "sparse", 1, 7 << _SPARSE_PAD_SHIFT
+
+    def encode(self, bits, shape4, priors, timestep):
         return _sparse_encode(bits)
-    flags = _FLAG_CHANNEL_MODEL if channel_probs is not None else 0  # entropy
-    return _entropy_encode(bits, shape4, channel_probs), flags
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        return _sparse_decode(payload, int(np.prod(shape4)), flags)
+
+
+@register
+class Entropy(Format):
+    """In-band probability, or (flag bit 0) the learned per-channel probabilities."""
+
+    name, code, flags = "entropy", 2, _FLAG_CHANNEL_MODEL
+
+    def encode(self, bits, shape4, priors, timestep):
+        learned = priors.channel_probs is not None
+        return _entropy_encode(bits, shape4, priors.channel_probs), _FLAG_CHANNEL_MODEL if learned else 0
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        learned = bool(flags & _FLAG_CHANNEL_MODEL)
+        if learned and priors.channel_probs is None:
+            raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
+        return _entropy_decode(payload, shape4, priors.channel_probs if learned else None)
+
+
+@register
+class Uint8(Format):
+    name, code, spikes = "uint8", 3, False
+
+    def encode(self, values, shape4, priors, timestep):
+        if values.dtype != np.uint8:
+            if np.any((values < 0) | (values > 1)):
+                raise CodecError("uint8 format takes values in [0, 1] (8-bit quantised features)")
+            values = np.rint(values.astype(np.float64) * 255).astype(np.uint8)
+        return values.tobytes(), 0
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        n = int(np.prod(shape4))
+        if len(payload) != n:
+            raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
+        return np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0
+
+
+@register
+class Context(Format):
+    """Learned ``p[k, c]``, ``k`` the same neuron's previous bit (or 2 at timestep 0): one fixed
+    Bernoulli model per (channel, context) group, all in one ANS stream."""
+
+    name, code = "context", 4
+
+    def usable(self, priors, timestep):
+        return priors.context_probs is not None and (timestep == 0 or priors.previous is not None)
+
+    def _groups(self, shape4, priors: Priors, timestep: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        """(the positions in group order, [(size, p)] per non-empty group)."""
+        n, c, h, w = shape4
+        if priors.context_probs is None:
+            raise CodecError("the context format codes with the learned context model; pass context_probs")
+        probs = _context_p(priors.context_probs, c)
+        channel = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (n, c, h * w)).reshape(-1)
+        if timestep == 0:
+            context = np.full(channel.size, 2, np.int64)
+        else:
+            if priors.previous is None:
+                raise CodecError(f"context format at timestep {timestep} needs the previous timestep's map")
+            prev = np.asarray(priors.previous).reshape(-1)
+            if prev.size != channel.size:
+                raise CodecError(f"previous map has {prev.size} elements, the packet {channel.size}")
+            context = (prev != 0).astype(np.int64)
+        key = channel * 3 + context
+        order = np.argsort(key, kind="stable")
+        counts = np.bincount(key, minlength=3 * c)
+        groups = [(int(k), float(probs[g % 3, g // 3])) for g, k in enumerate(counts) if k]
+        return order, groups
+
+    def encode(self, bits, shape4, priors, timestep):
+        order, groups = self._groups(shape4, priors, timestep)
+        flat = bits[order]
+        parts, at = [], 0
+        for size, p in groups:
+            parts.append((flat[at : at + size], p))
+            at += size
+        return _ans_encode(parts), 0
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        order, groups = self._groups(shape4, priors, timestep)
+        values = np.empty(order.size, np.uint8)
+        values[order] = _ans_decode(payload, groups) if groups else np.zeros(0, np.uint8)
+        return values
+
+
+def _context_p(context_probs: np.ndarray, channels: int) -> np.ndarray:
+    probs = np.asarray(context_probs, dtype=np.float64)
+    if probs.shape != (3, channels):
+        raise CodecError(f"context_probs has shape {probs.shape}; the map needs (3, {channels})")
+    if not np.isfinite(probs).all():
+        raise CodecError("context_probs must be finite probabilities")
+    return np.clip(probs, _PROB_EPS, 1 - _PROB_EPS)
+
+
+FORMATS = {name: f.code for name, f in REGISTRY.items()}
+"""Every format's wire code, by name."""
+SPIKE_FORMATS = tuple(name for name, f in REGISTRY.items() if f.spikes)
+CHOICES = ("auto", *REGISTRY)
+"""What a ``--codec`` option takes."""
+_FORMAT_NAMES = {f.code: name for name, f in REGISTRY.items()}
+_VALID_LEADS = frozenset(
+    MAGIC + bytes((VERSION, f.code, flags)) for f in REGISTRY.values() for flags in range(256) if not flags & ~f.flags
+)
+"""Every valid (magic, version, format, flags) start of a packet."""
 
 
 def encode(
@@ -259,12 +404,15 @@ def encode(
     *,
     timestep: int = 0,
     channel_probs: np.ndarray | None = None,
+    context_probs: np.ndarray | None = None,
+    previous=None,
 ) -> bytes:
     """One packet for a ``[C, H, W]`` (or ``[N, C, H, W]``) map at ``timestep``.
 
-    ``auto`` tries every spike format and keeps the smallest; with ``channel_probs`` the
-    learned-probability entropy code competes as well, so it never costs more than without.
-    Real-valued features need ``format='uint8'``.
+    ``auto`` tries every spike format it can and keeps the smallest: the learned ones compete
+    when their probabilities are given (``context`` also needs ``previous``, the same map at
+    ``timestep - 1``), so learned models never cost more than going without. Real-valued features
+    need ``format='uint8'``.
     """
     a = _as_array(x)
     shape4 = _shape4(a.shape)
@@ -274,17 +422,29 @@ def encode(
         raise CodecError(f"timestep must be in 0..65535, got {timestep}")
     if format == "bitmap":  # the hot path, inline: one pass to bits, one packbits
         payload, flags = np.packbits(_binary(a.reshape(-1))).tobytes(), 0
-    elif format == "auto":
-        try:
-            bits = _binary(a.reshape(-1))
-        except CodecError:
-            raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'") from None
-        candidates = [(_spike_payload(f, bits, None, shape4), f) for f in SPIKE_FORMATS]
-        if channel_probs is not None:  # learned probabilities compete too: never worse than without
-            candidates.append((_spike_payload("entropy", bits, channel_probs, shape4), "entropy"))
-        (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
     else:
-        payload, flags = _payload(format, a, channel_probs, shape4)
+        priors = Priors(channel_probs, context_probs, None if previous is None else _as_array(previous))
+        if format == "auto":
+            try:
+                bits = _binary(a.reshape(-1))
+            except CodecError:
+                raise CodecError("auto picks among spike formats and needs a binary map; use 'uint8'") from None
+            candidates = [
+                (f.encode(bits, shape4, priors, timestep), name)
+                for name, f in REGISTRY.items()
+                if f.spikes and f.usable(priors, timestep)
+            ]
+            if channel_probs is not None:  # the in-band entropy code competes with the learned one
+                candidates.append(
+                    (REGISTRY["entropy"].encode(bits, shape4, priors._replace(channel_probs=None), timestep), "entropy")
+                )
+            (payload, flags), format = min(candidates, key=lambda c: len(c[0][0]))
+        else:
+            fmt = REGISTRY.get(format)
+            if fmt is None:
+                raise CodecError(f"unknown format {format!r}; choose from {', '.join(CHOICES)}")
+            flat = a.reshape(-1)
+            payload, flags = fmt.encode(_binary(flat) if fmt.spikes else flat, shape4, priors, timestep)
     head = _HEADER.pack(MAGIC, VERSION, FORMATS[format], flags, timestep, *shape4, len(payload))
     return b"".join((head, _CRC.pack(zlib.crc32(payload, zlib.crc32(head))), payload))
 
@@ -335,67 +495,54 @@ def decode_packet(
     data: bytes,
     *,
     channel_probs: np.ndarray | None = None,
+    context_probs: np.ndarray | None = None,
+    previous=None,
     max_elements: int = MAX_ELEMENTS,
-    expected_shape: tuple[int, ...] | None = None,
     dtype: type = np.float32,
 ) -> Packet:
-    """Decode a packet into an array of its declared shape, plus format and timestep.
-
-    ``expected_shape`` (``[C, H, W]`` or ``[N, C, H, W]``): refuse any other declared shape before
-    anything is allocated — what a server that knows its model's code shape passes.
-    """
-    hd = read_header(data, max_elements)
-    if expected_shape is not None and hd["shape"] != _shape4(tuple(expected_shape)):  # before any allocation
-        raise CodecError(
-            f"declared shape {'x'.join(map(str, hd['shape']))} is not the expected "
-            f"{'x'.join(map(str, _shape4(tuple(expected_shape))))}"
-        )
-    return decode_payload(hd, channel_probs, dtype)
+    """Decode a packet into an array of its declared shape, plus format and timestep."""
+    return decode_payload(read_header(data, max_elements), channel_probs, dtype, context_probs, previous)
 
 
-def decode_payload(header: dict, channel_probs: np.ndarray | None = None, dtype: type = np.float32) -> Packet:
+def decode_payload(
+    header: dict,
+    channel_probs: np.ndarray | None = None,
+    dtype: type = np.float32,
+    context_probs: np.ndarray | None = None,
+    previous=None,
+) -> Packet:
     """The map of a packet whose header :func:`read_header` has checked (and the caller has
     vetted: shape, format, timestep), so a receiver parses and CRC-checks each packet once.
 
     ``dtype=np.uint8`` returns a spike map as its 0/1 bits without a float conversion — what a
     receiver that converts a whole batch at once wants; a ``uint8``-format packet (real features)
-    always decodes to float32 in [0, 1].
+    always decodes to float32 in [0, 1]. ``previous``: this sample's map at the timestep before
+    (the ``context`` format codes against it).
     """
-    shape4, payload, fmt = header["shape"], header["payload"], header["format"]
+    shape4, fmt = header["shape"], REGISTRY[header["format"]]
     if dtype is not np.uint8 and dtype is not np.float32:
         if np.dtype(dtype) not in (_UINT8, _FLOAT32):
             raise CodecError(f"decode dtype must be float32 or uint8, got {dtype}")
         dtype = np.uint8 if np.dtype(dtype) == _UINT8 else np.float32
-    n = header["elements"]
-    if fmt == "bitmap":
-        if len(payload) != (n + 7) // 8:
-            raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
-        raw = np.frombuffer(payload, np.uint8)
-        tail = n & 7
-        if tail and raw[-1] & ((1 << (8 - tail)) - 1):
-            raise CodecError("bitmap padding bits are not zero")
-        values = np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
-    elif fmt == "sparse":
-        values = _sparse_decode(payload, n, header["flags"])
-    elif fmt == "entropy":
-        learned = bool(header["flags"] & _FLAG_CHANNEL_MODEL)
-        if learned and channel_probs is None:
-            raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
-        values = _entropy_decode(payload, shape4, channel_probs if learned else None)
-    else:  # uint8: real features, never bits
-        if len(payload) != n:
-            raise CodecError(f"uint8 payload is {len(payload)} bytes, expected {n}")
-        return Packet(
-            (np.frombuffer(payload, np.uint8).astype(np.float32) / 255.0).reshape(shape4), fmt, header["timestep"]
-        )
-    if dtype is np.float32:
+    priors = Priors(channel_probs, context_probs, None if previous is None else _as_array(previous))
+    values = fmt.decode(header["payload"], shape4, header["flags"], priors, header["timestep"])
+    if fmt.spikes and dtype is np.float32:
         values = values.astype(np.float32)
-    return Packet(values.reshape(shape4), fmt, header["timestep"])
+    return Packet(values.reshape(shape4), fmt.name, header["timestep"])
 
 
-def decode(data: bytes, *, channel_probs: np.ndarray | None = None, max_elements: int = MAX_ELEMENTS) -> np.ndarray:
+def decode(
+    data: bytes,
+    *,
+    channel_probs: np.ndarray | None = None,
+    context_probs: np.ndarray | None = None,
+    previous=None,
+    max_elements: int = MAX_ELEMENTS,
+) -> np.ndarray:
     """The ``[N, C, H, W]`` float32 array a packet carries."""
-    return decode_packet(data, channel_probs=channel_probs, max_elements=max_elements).array
+    return decode_packet(
+        data, channel_probs=channel_probs, context_probs=context_probs, previous=previous, max_elements=max_elements
+    ).array
 
 
 def fit_channel_probs(spikes) -> np.ndarray:

@@ -55,6 +55,7 @@ class OptimConfig:
     label_smoothing: float = 0.0
     code_rate_penalty: float = 0.0  # λ × firing rate of the bottleneck code: fewer spikes, fewer bits
     edge_rate_penalty: float = 0.0  # λ × the edge's SyOPs per dense op (head + encoder): less edge compute
+    rate_penalty: float = 0.0  # λ × the code's bits per sample under its learned context model (rate–distortion)
     norm_samples: int = 2048  # after every epoch, norms' running statistics from this many samples (0: off)
     # fine-tuning only:
     bottleneck_samples: int = 0  # first train the new bottleneck alone to reproduce the cut's feature (0: off)
@@ -145,6 +146,7 @@ _RANGES = {
     "OptimConfig.label_smoothing": (0.0, 1.0),
     "OptimConfig.code_rate_penalty": (0.0, 1e6),
     "OptimConfig.edge_rate_penalty": (0.0, 1e6),
+    "OptimConfig.rate_penalty": (0.0, 1e6),
     "OptimConfig.norm_samples": (0, 10**9),
     "OptimConfig.bottleneck_samples": (0, 10**9),
     "OptimConfig.bottleneck_lr_scale": (0.0, 1e4),
@@ -167,6 +169,11 @@ def _typed(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:
         inner = [a for a in args if a is not type(None)]
         return _typed(value, inner[0], key) if len(inner) == 1 else value
     want = origin or hint
+    if want is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

@@ -20,7 +20,7 @@ from .cache import cache_root
 from .calibration import calibrate_checkpoint
 from .checkpoint import load_checkpoint, read_info
 from .config import load_config
-from .data import build_dataset
+from .data import build_dataset, stratified
 from .errors import NeucodexError
 from .evaluate import load_split
 from .pretrained import PREFIX as ZOO
@@ -142,7 +142,8 @@ def run_demo(
         _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
         _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)
         test = build_dataset(dataset, "test", train_augment=False)
-        n = min(len(test), PRETRAINED_QUICK) if quick else len(test)
+        test = stratified(test, PRETRAINED_QUICK if quick else None)
+        n = len(test)
         report_data = {"dataset": dataset}
     elif dataset in ("digits", "digits-dvs"):
         backbone_dir, coinf_dir, cfg, reused = _trained_here(dataset, quick, cache_dir, quiet)
@@ -159,8 +160,8 @@ def run_demo(
     try:
         ck = load_checkpoint(coinf_dir)
         if test is None:
-            test = load_split(cfg, "test", ck.model.T)
-            n = min(len(test), QUICK_SAMPLES) if quick else len(test)
+            test = stratified(load_split(cfg, "test", ck.model.T), QUICK_SAMPLES if quick else None)
+            n = len(test)
         _say(f"[4/5] streaming {n} test samples edge → {address} → cloud", quiet)
         with EdgeClient(ck, address) as client:
             results = stream_dataset(client, test, range(n), progress=not quiet)

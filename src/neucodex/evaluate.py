@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import Subset as TorchSubset
 
 from .config import ExperimentConfig
-from .data import build_dataset, dataset_spec
+from .data import build_dataset, dataset_spec, stratified
 from .errors import NeucodexError
 from .exit import ExitPolicy, evaluate_policy, running_mean
 from .models import Backbone
@@ -176,8 +176,7 @@ def evaluate_checkpoint(
     if len(ds) == 0:
         raise NeucodexError(f"split {split!r} of {cfg.data.name} has no samples")
     check_fits(ck.model, ds, cfg.data.name, info.dataset.get("kind"))
-    if limit is not None and limit < len(ds):
-        ds = TorchSubset(ds, range(limit))
+    ds = stratified(ds, limit, cfg.seed)
     batches = loader(ds, batch_size, False, cfg.seed, 0)
     if progress:
         from tqdm import tqdm
@@ -193,7 +192,7 @@ def evaluate_checkpoint(
         if info.is_coinference:
             steps, _ = policy.decide(logits)
             x = to_model_input(x, torch.device("cpu")).to(dev)
-            reports.append(measure_bits(model, x, steps=steps, channel_probs=info.probs))
+            reports.append(measure_bits(model, x, steps=steps, channel_probs=info.probs, context_probs=info.context))
     logits, labels = torch.cat(outs, 1), torch.cat(labels)
     ev = evaluate_policy(logits, labels, policy)
     k = logits.shape[-1]

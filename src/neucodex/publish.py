@@ -140,7 +140,8 @@ def measure_on_demo(e: ZooEntry, dataset: str) -> ZooEntry:
 
 def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> Path:
     """The embedded demo set: the first ``per_class`` images of each class in the *test* split of
-    ``imagefolder`` at ``root`` (the CIFAR-10 training JPEGs), which no training step sees."""
+    ``imagefolder`` at ``root`` (the CIFAR-10 training JPEGs), which no training step sees, stored
+    interleaved by class (one of each class in turn), so any prefix of it is balanced too."""
     import numpy as np
 
     from .data import build_dataset
@@ -148,7 +149,7 @@ def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> 
 
     test = build_dataset("imagefolder", "test", root=root, size=32, train_augment=False, seed=seed)
     labels = np.asarray(test.targets)
-    keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))])
+    keep = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))], 1).reshape(-1)
     base = test.base
     images = np.stack([base.images[test.indices[i]] for i in keep])
     path = HERE / DEMO_IMAGES
@@ -159,4 +160,36 @@ def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> 
         classes=np.asarray(test.classes),
         source_indices=np.asarray([test.indices[i] for i in keep]),
     )
+    return path
+
+
+TRAIN_DIGESTS = "cifar10-train-digests.npz"
+"""8-byte BLAKE2b digests of the pixels of every image the shipped CIFAR-10 entries trained or
+validated on: the held-out claim of the demo images is checkable without the training data."""
+
+
+def image_digest(img) -> int:
+    """An 8-byte BLAKE2b digest of a uint8 image's pixels (and shape), as an unsigned integer."""
+    import hashlib
+
+    import numpy as np
+
+    a = np.ascontiguousarray(img, dtype=np.uint8)
+    h = hashlib.blake2b(a.tobytes(), digest_size=8, person=b"neucodex")
+    h.update(str(a.shape).encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+def write_train_digests(root: str | Path, seed: int = 0) -> Path:
+    """The digests of the train and val splits of ``imagefolder`` at ``root`` (seed ``seed``), sorted."""
+    import numpy as np
+
+    from .data import build_dataset
+
+    digests = []
+    for split in ("train", "val"):
+        ds = build_dataset("imagefolder", split, root=root, size=32, train_augment=False, seed=seed)
+        digests += [image_digest(ds.base.images[i]) for i in ds.indices]
+    path = HERE / TRAIN_DIGESTS
+    np.savez_compressed(path, digests=np.sort(np.asarray(digests, dtype=np.uint64)), seed=seed)
     return path

@@ -27,12 +27,13 @@ from torch.utils.data import Dataset
 from torch.utils.data import Subset as TorchSubset
 from tqdm import tqdm
 
-from .accounting import BitReport, fit_code_probs, measure_bits_batches
+from .accounting import BitReport, fit_code_models, measure_bits_batches
 from .bottleneck import CoInferenceModel
 from .checkpoint import CheckpointError, ModelSpec, load_checkpoint, load_weights, save_checkpoint, update_info
 from .config import ConfigError, ExperimentConfig, OptimConfig
 from .data import dataset_spec
 from .energy import dense_ops, is_spikes
+from .entropy import ContextModel
 from .errors import Interrupted, NeucodexError
 from .evaluate import evaluate, final_logits, load_split, loader, resolve_device, to_model_input
 from .exit import running_mean
@@ -161,6 +162,40 @@ class BlockTaps:
         self.teacher.clear()
 
 
+class CodeRate:
+    """The code's bits per sample in the current training step under its learned context model,
+    for the rate–distortion loss ``task + λ · bits``.
+
+    Why: without a rate term the code fires at whatever rate classification likes; with it the
+    loss trades bits against accuracy directly, and the bits it counts are those the ``context``
+    codec sends (the model's probabilities, re-counted on the deployed code, are what it codes with).
+    """
+
+    def __init__(self, model: CoInferenceModel) -> None:
+        self.model = ContextModel(model.code_shape[0])
+        self.code: torch.Tensor | None = None
+        self.started = False
+        self.hook = model.stages.encoder.register_forward_hook(self._keep)
+
+    def _keep(self, module: nn.Module, _args: tuple, out: torch.Tensor) -> None:
+        if module.training and torch.is_grad_enabled():
+            self.code = out
+
+    def bits(self) -> torch.Tensor:
+        """Mean expected bits per sample of the last training forward pass (all T sent)."""
+        code, self.code = self.code, None
+        if code is None:
+            raise NeucodexError("finetune.rate_penalty: the encoder produced no code in this step")
+        if not self.started:  # from the code's own frequencies, on resume as well
+            self.model.to(code.device).init_from(code.detach())
+            self.started = True
+        return self.model.bits(code).mean()
+
+    def remove(self) -> None:
+        self.hook.remove()
+        self.code = None
+
+
 class EdgeSpikes:
     """The edge's synaptic operations per dense operation in the current training step: the firing
     rate of the spikes entering each of the edge's layers (head and encoder), weighted by that
@@ -230,7 +265,7 @@ def make_schedule(opt: torch.optim.Optimizer, oc: OptimConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "images_per_s", "wall_s")
+CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_bits", "val_accuracy", "images_per_s", "wall_s")
 
 
 def write_curves(out: Path, history: list[dict]) -> None:
@@ -315,11 +350,12 @@ def fit(
     section = "finetune" if oc is cfg.finetune else "optim"
     if model.spiking:
         _check_timestep_weights(oc, model.T, section)
-    if oc.edge_rate_penalty and not (isinstance(model, CoInferenceModel) and model.spiking):
-        raise ConfigError(
-            f"{section}.edge_rate_penalty: only a spiking co-inference model being fine-tuned has an edge "
-            "whose spikes it can thin; set it to 0"
-        )
+    for name in ("edge_rate_penalty", "rate_penalty"):
+        if getattr(oc, name) and not (isinstance(model, CoInferenceModel) and model.spiking):
+            raise ConfigError(
+                f"{section}.{name}: only a spiking co-inference model being fine-tuned has a spike code and an "
+                "edge to thin; set it to 0"
+            )
     rank, world = distributed()
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
@@ -329,6 +365,9 @@ def fit(
         teacher.to(device).eval().set_step_mode("m" if teacher.spiking else "s")
     net: nn.Module = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt, start, history = make_optimizer(model, oc), 0, []
+    rate = CodeRate(model) if oc.rate_penalty else None
+    if rate is not None:  # the entropy model learns with the code, without weight decay
+        opt.add_param_group({"params": list(rate.model.parameters()), "lr": oc.lr, "weight_decay": 0.0})
     sched = make_schedule(opt, oc)
     if resume and (out / "train_state.json").exists():
         load_weights(model, load_file(str(out / "model.safetensors")), str(out))
@@ -352,7 +391,7 @@ def fit(
                 train.sampler.set_epoch(epoch)  # type: ignore[union-attr]
             model.train().set_step_mode("m" if model.spiking else "s")
             seen = correct = 0
-            loss_sum, t0 = 0.0, time.perf_counter()
+            loss_sum, bits_sum, t0 = 0.0, 0.0, time.perf_counter()
             bar = tqdm(
                 train,
                 desc=f"epoch {epoch + 1}/{oc.epochs}",
@@ -382,6 +421,10 @@ def fit(
                         codes.clear()
                     if edge is not None:
                         loss = loss + oc.edge_rate_penalty * edge.rate()
+                    if rate is not None:
+                        bits = rate.bits()
+                        loss = loss + oc.rate_penalty * bits
+                        bits_sum += bits.item() * y.numel()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if oc.grad_clip:
@@ -394,6 +437,7 @@ def fit(
                 bar.set_postfix(  # shown at the bar's own pace (a log file: once a minute), not every batch
                     loss=f"{loss_sum / seen:.3f}",
                     acc=f"{100 * correct / seen:.1f}",
+                    **({"bits": f"{bits_sum / seen:.0f}"} if rate is not None else {}),
                     img_s=f"{seen / (time.perf_counter() - t0):.0f}",
                     refresh=False,
                 )
@@ -404,6 +448,7 @@ def fit(
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / n,
                 "train_accuracy": 100 * correct / n,
+                **({"train_bits": bits_sum / n} if rate is not None else {}),
                 "images_per_s": seen * world / (time.perf_counter() - t0),
             }
             if rank == 0:
@@ -425,7 +470,8 @@ def fit(
                     tqdm.write(
                         f"epoch {epoch + 1}/{oc.epochs}: loss {row['train_loss']:.4f}, train acc "
                         f"{row['train_accuracy']:.2f}%, val acc {row['val_accuracy']:.2f}%, "
-                        f"{row['images_per_s']:.0f} img/s",
+                        + (f"{row['train_bits']:.0f} code bits/sample (model), " if rate is not None else "")
+                        + f"{row['images_per_s']:.0f} img/s",
                         file=sys.stderr,
                     )
     except KeyboardInterrupt:
@@ -445,6 +491,8 @@ def fit(
         taps.remove()
     if edge is not None:
         edge.remove()
+    if rate is not None:
+        rate.remove()
     if world > 1:
         dist.barrier()
     # every epoch's time, the resumed runs' included (older states recorded none: this run's time then)
@@ -615,6 +663,7 @@ class FinetuneResult(TrainResult):
     backbone_val_accuracy: float = 0.0
     val_accuracy_final: float = 0.0
     bits: BitReport | None = None
+    code_models: dict | None = None  # the learned entropy models' floors on the training images
 
     @property
     def drop(self) -> float:
@@ -863,8 +912,8 @@ def finetune(
         meta=meta,
         teacher=_teacher(spec, ck) if oc.distill or oc.feature_distill else None,
     )
-    probs = None
-    if model.spiking:  # learned entropy model: channel firing probabilities on the training images
+    models = None
+    if model.spiking:  # learned entropy models: counted on the training images, as deployed
         plain = loader(
             load_split(replace(cfg, data=replace(cfg.data, train_augment=False)), "train", T),
             cfg.finetune.batch_size,
@@ -872,9 +921,14 @@ def finetune(
             cfg.seed,
             cfg.workers,
         )
-        probs = fit_code_probs(model, (to_model_input(x, device) for x, _ in plain))
-        update_info(out, channel_probs=probs.tolist())
-    bits = measure_bits_batches(model, (to_model_input(x, device) for x, _ in test), channel_probs=probs)
+        models = fit_code_models(model, (to_model_input(x, device) for x, _ in plain))
+        update_info(out, channel_probs=models.channel_probs.tolist(), context_probs=models.context_probs.tolist())
+    bits = measure_bits_batches(
+        model,
+        (to_model_input(x, device) for x, _ in test),
+        channel_probs=None if models is None else models.channel_probs,
+        context_probs=None if models is None else models.context_probs,
+    )
     val_acc = evaluate(model, val, device)["accuracy"]
     extra = {
         "point": point,
@@ -885,5 +939,11 @@ def finetune(
         "val_accuracy_final": val_acc,
         "bits": bits,
     }
+    if models is not None:
+        extra["code_models"] = {
+            "h_context_bits": models.h_context_bits,
+            "h_channel_bits": models.h_channel_bits,
+            "samples": models.samples,
+        }
     fields = _finish(model, cfg, out, test_ds, result, extra)
     return FinetuneResult(**fields) if fields else None

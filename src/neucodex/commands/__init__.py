@@ -16,6 +16,7 @@ from . import (
     export,
     finetune,
     models,
+    ratecurve,
     report,
     serve,
     sweep,
@@ -38,5 +39,6 @@ COMMANDS = (
     edge,
     export,
     energy,
+    ratecurve,
     report,
 )

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 
+from .. import codec
 from ..errors import NeucodexError
 from .common import (
     policy,
@@ -33,7 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
-    p.add_argument("--codec", default="auto", help="bitmap, sparse, entropy or auto")
+    p.add_argument(
+        "--codec",
+        default="auto",
+        choices=[c for c in codec.CHOICES if c != "uint8"],
+        help="the spike format (default auto: the smallest per packet)",
+    )
     p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
     p.add_argument(
         "--fallback",

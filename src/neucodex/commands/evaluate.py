@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset name (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
     split_argument(p)
-    p.add_argument("--limit", type=positive, help="only the first this many samples of the split")
+    p.add_argument("--limit", type=positive, help="only this many samples of the split, stratified by class (seeded)")
     p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")

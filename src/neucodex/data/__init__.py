@@ -15,9 +15,18 @@ from torch.utils.data import Dataset
 from ..errors import InvalidArgumentError
 from . import events as _events  # noqa: F401  (registers)
 from . import static as _static  # noqa: F401  (registers)
-from .base import DatasetMissingError, DatasetSpec, check_split, dataset_spec, list_datasets, register_dataset
+from .base import (
+    DatasetMissingError,
+    DatasetSpec,
+    check_split,
+    dataset_labels,
+    dataset_spec,
+    list_datasets,
+    register_dataset,
+    stratified,
+)
 from .dvs import DVSEmulator
-from .splits import SPLITS, stratified_split
+from .splits import SPLITS, stratified_split, stratified_subset
 
 
 def build_dataset(
@@ -100,8 +109,11 @@ __all__ = [
     "DatasetMissingError",
     "DatasetSpec",
     "build_dataset",
+    "dataset_labels",
     "dataset_spec",
     "list_datasets",
     "register_dataset",
+    "stratified",
     "stratified_split",
+    "stratified_subset",
 ]

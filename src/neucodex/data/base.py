@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -92,3 +93,24 @@ class Subset(Dataset):
         if labels is not None:
             return [int(labels[i]) for i in self.indices]
         return [int(self.base[i][1]) for i in self.indices]
+
+
+def dataset_labels(ds: Dataset) -> list[int]:
+    """Every sample's label, without loading the samples where the dataset keeps its targets."""
+    if isinstance(ds, torch.utils.data.Subset):
+        base = dataset_labels(ds.dataset)
+        return [base[i] for i in ds.indices]
+    labels = getattr(ds, "targets", None)
+    if labels is not None:
+        return [int(t) for t in labels]
+    return [int(ds[i][1]) for i in range(len(ds))]
+
+
+def stratified(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """``n`` samples of ``ds`` stratified by class and interleaved (all of it when ``n`` is None
+    or not smaller): what every quick run, energy estimate and stored check takes."""
+    from .splits import stratified_subset
+
+    if n is None or n >= len(ds):
+        return ds
+    return torch.utils.data.Subset(ds, stratified_subset(np.asarray(dataset_labels(ds)), n, seed).tolist())

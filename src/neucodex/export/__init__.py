@@ -61,6 +61,7 @@ def export_edge(checkpoint: str | Path | Checkpoint, formats: str | list[str], o
         "codec": {
             "format": "auto",
             "channel_probs": None if info.channel_probs is None else list(info.channel_probs),
+            "context_probs": info.context_probs,
         },
         "exit_policy": info.policy.to_dict(),
         "states": [{"input": i, "output": o, "shape": list(s)} for i, o, s in state_names(graph)],

@@ -51,6 +51,7 @@ class EdgeBundle:
     code_shape: tuple[int, int, int]
     codec_format: str
     probs: np.ndarray | None
+    context_probs: np.ndarray | None
     states: list[tuple[str, str, tuple[int, ...]]]  # (input name, output name, shape without batch)
     policy: SimpleNamespace | None
 
@@ -103,6 +104,13 @@ def load_bundle(directory: str | Path, need: str = ONNX_FILE) -> EdgeBundle:
             probs = np.asarray(probs, dtype=np.float64)
             if probs.shape != (code_shape[0],) or not np.all((probs > 0) & (probs < 1)):
                 raise BundleError(f"{MANIFEST}: channel_probs must be {code_shape[0]} probabilities in (0, 1)")
+        context = codec_cfg.get("context_probs")
+        if context is not None:
+            context = np.asarray(context, dtype=np.float64)
+            if context.shape != (3, code_shape[0]) or not np.all((context > 0) & (context < 1)):
+                raise BundleError(
+                    f"{MANIFEST}: context_probs must be 3 rows of {code_shape[0]} probabilities in (0, 1)"
+                )
         policy = m.get("exit_policy")
         if policy is not None:
             th = policy["threshold"]
@@ -124,6 +132,7 @@ def load_bundle(directory: str | Path, need: str = ONNX_FILE) -> EdgeBundle:
             code_shape=code_shape,
             codec_format=str(codec_cfg["format"]),
             probs=probs,
+            context_probs=context,
             states=[(s["input"], s["output"], _shape(s["shape"], "states.shape")) for s in states],
             policy=policy,
         )

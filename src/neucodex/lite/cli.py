@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 
+from .. import codec
 from ..commands.common import read_bytes, stream_arguments, stream_options, token, token_arguments
 from ..commands.edge import check_target
 from ..errors import NeucodexError
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first this many samples")
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
-    p.add_argument("--codec", default="auto", choices=("auto", "bitmap", "sparse", "entropy"))
+    p.add_argument("--codec", default="auto", choices=tuple(c for c in codec.CHOICES if c != "uint8"))
     p.add_argument("--no-pipeline", action="store_true", help="compute t+1 only after the answer for t")
     stream_arguments(p)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")

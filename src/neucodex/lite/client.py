@@ -59,7 +59,7 @@ class OnnxEdgeClient(StreamingClient):
         self.edge = OnnxEdge(model, threads)
         b = self.edge.bundle
         kwargs.setdefault("codec_format", b.codec_format)
-        super().__init__(server, model_id=b.model_id, T=b.T, probs=b.probs, **kwargs)
+        super().__init__(server, model_id=b.model_id, T=b.T, probs=b.probs, context_probs=b.context_probs, **kwargs)
 
     def _check(self, x) -> None:
         b = self.edge.bundle

@@ -18,6 +18,7 @@ from torch.utils.data import Subset
 
 from ..accounting import combine, measure_bits
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
+from ..data import stratified
 from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
 from ..evaluate import check_fits, load_split, predict, resolve_device, to_model_input, with_data
 from ..exit import evaluate_policy
@@ -51,7 +52,7 @@ def _main_checkpoint(coinf: list[Path]) -> Path:
 
 
 BATCH = 100  # samples run together
-OPS_SAMPLES = 128  # samples whose firing rates the energy figures use
+OPS_SAMPLES = 1000  # samples (stratified by class) whose firing rates the energy figures use
 
 
 def _stack(ds) -> torch.Tensor:
@@ -122,8 +123,9 @@ def analyse(
 ) -> dict:
     """Every figure of the report, as a dict (what ``report.json`` holds).
 
-    Test samples come from the checkpoint's own dataset, or ``dataset`` / ``root``. Firing rates for
-    the energy figures are measured on the first :data:`OPS_SAMPLES` of them."""
+    Test samples come from the checkpoint's own dataset, or ``dataset`` / ``root``; ``samples`` of
+    them are taken stratified by class and interleaved, so the firing rates of the energy figures,
+    measured on the first :data:`OPS_SAMPLES` (or all), cover every class alike."""
     run_dir = Path(run_dir)
     radio_p = radio_profile(radio)  # an unknown radio fails before any evaluation work
     backbone_dir, coinf = find_checkpoints(run_dir)
@@ -134,7 +136,7 @@ def analyse(
     T = model.T
     test = load_split(cfg, "test", T)
     check_fits(model, test, cfg.data.name, ck.info.dataset.get("kind"))
-    ds = Subset(test, range(min(len(test), samples or len(test))))
+    ds = stratified(test, samples)
     dev = resolve_device("cpu")
     batches = torch.utils.data.DataLoader(ds, batch_size=BATCH)
     logits, labels = predict(model, batches, dev)
@@ -143,8 +145,15 @@ def analyse(
     ev = evaluate_policy(logits, labels, policy)
     steps = torch.tensor(ev["steps"])
     parts = [(to_model_input(xb, dev), steps[i * BATCH : (i + 1) * BATCH]) for i, (xb, _) in enumerate(batches)]
-    bits_exit = combine([measure_bits(model, xb, steps=s, channel_probs=ck.info.probs) for xb, s in parts])
-    bits_all = combine([measure_bits(model, xb, channel_probs=ck.info.probs) for xb, _ in parts])
+    bits_exit = combine(
+        [
+            measure_bits(model, xb, steps=s, channel_probs=ck.info.probs, context_probs=ck.info.context)
+            for xb, s in parts
+        ]
+    )
+    bits_all = combine(
+        [measure_bits(model, xb, channel_probs=ck.info.probs, context_probs=ck.info.context) for xb, _ in parts]
+    )
     x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()

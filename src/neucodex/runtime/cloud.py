@@ -230,11 +230,20 @@ class CloudSession:
     decoder + tail, keep the running sum of logits, decide exit. The server steps through a
     :class:`Batcher`; the edge's fallback steps the same session directly."""
 
-    def __init__(self, cloud: CloudModel, policy: ExitPolicy, T: int, channel_probs: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        cloud: CloudModel,
+        policy: ExitPolicy,
+        T: int,
+        channel_probs: np.ndarray | None = None,
+        context_probs: np.ndarray | None = None,
+    ) -> None:
         self.cloud = cloud
         self.policy = policy
         self.T = T
         self.channel_probs = channel_probs
+        self.context_probs = context_probs
+        self.previous: np.ndarray | None = None  # the last decoded map: the context format's past
         self.number: int | None = None
         self.state: State = []
         self.sums: torch.Tensor | None = None
@@ -246,9 +255,10 @@ class CloudSession:
 
     def begin(self, number: int) -> None:
         self.number, self.state, self.sums, self.t = number, self.cloud.new_state(), None, 0
+        self.previous = None
 
     def end(self) -> None:
-        self.number, self.state, self.sums = None, [], None
+        self.number, self.state, self.sums, self.previous = None, [], None, None
 
     def decode(self, packet: bytes) -> torch.Tensor:
         """The frame's code ``[1, C', H', W']`` (0/1 uint8 for a spiking model): shape, format and
@@ -266,7 +276,11 @@ class CloudSession:
                 want = "a spike format" if self.cloud.spiking else "uint8"
                 raise FrameError(f"format {hd['format']} sent, model needs {want}")
             dtype = np.uint8 if self.cloud.spiking else np.float32  # bits: the model step converts the batch
-            return torch.from_numpy(codec.decode_payload(hd, channel_probs=self.channel_probs, dtype=dtype).array)
+            array = codec.decode_payload(
+                hd, self.channel_probs, dtype, self.context_probs, self.previous if self.t else None
+            ).array
+            self.previous = array
+            return torch.from_numpy(array)
         except codec.CodecError as e:
             raise FrameError(str(e)) from None
 

@@ -52,7 +52,8 @@ class EdgeClient(StreamingClient):
             model_id=ck.model_id,
             T=ck.info.model.steps,
             codec_format=codec_format if spiking else "uint8",
-            probs=ck.info.probs if spiking else None,  # learned entropy model, if fitted
+            probs=ck.info.probs if spiking else None,  # learned entropy models, if fitted
+            context_probs=ck.info.context if spiking else None,
             token=token,
             tls_ca=tls_ca,
             policy=policy,
@@ -97,7 +98,7 @@ class EdgeClient(StreamingClient):
         policy = self.policy or (
             policy_from_pb(self.server_policy) if self.server_policy is not None else self.ck.info.policy
         )
-        session = CloudSession(self._cloud, policy, self.T, self.probs)
+        session = CloudSession(self._cloud, policy, self.T, self.probs, self.context_probs)
         session.begin(res.index)
         for t in range(self.T):
             if t == len(packets):

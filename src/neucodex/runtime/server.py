@@ -235,7 +235,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             code_shape=list(self.cloud.code_shape),
             policy=policy_to_pb(policy),
         )
-        return opened, CloudSession(self.cloud, policy, o.T, self.ck.info.probs), o.want_logits
+        return opened, CloudSession(self.cloud, policy, o.T, self.ck.info.probs, self.ck.info.context), o.want_logits
 
     async def _step(self, session: CloudSession, packet: bytes, want_logits: bool, context) -> pb.Answer:
         where = f"frame (sample {session.number}, timestep {session.t})"

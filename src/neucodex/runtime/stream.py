@@ -155,6 +155,7 @@ class StreamingClient:
         T: int,
         codec_format: str,
         probs: np.ndarray | None = None,
+        context_probs: np.ndarray | None = None,
         token: str | None = None,
         tls_ca: bytes | None = None,
         policy=None,
@@ -175,6 +176,8 @@ class StreamingClient:
         self.T = T
         self.format = codec_format
         self.probs = probs
+        self.context_probs = context_probs
+        self._previous = None  # the code of the timestep before, which the context format codes against
         self.policy = policy
         self.server_policy: pb.Policy | None = None  # what the server said it applies, once opened
         self.pipeline = pipeline
@@ -262,7 +265,16 @@ class StreamingClient:
     # --- internals ---------------------------------------------------------------------------
     def _compute(self, x, t: int, res: SampleResult) -> bytes:
         t0 = time.perf_counter()
-        pkt = codec.encode(self._code(x, t), self.format, timestep=t, channel_probs=self.probs)
+        code = self._code(x, t)
+        pkt = codec.encode(
+            code,
+            self.format,
+            timestep=t,
+            channel_probs=self.probs,
+            context_probs=self.context_probs,
+            previous=self._previous if t else None,
+        )
+        self._previous = code
         res.edge_ms += (time.perf_counter() - t0) * 1000.0
         res.steps_computed += 1
         return pkt
