@@ -164,7 +164,7 @@ def _frame(t, packet, sample=0):
         ("wrong model id", grpc.StatusCode.NOT_FOUND, "not served here"),
         ("no token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
         ("wrong token", grpc.StatusCode.UNAUTHENTICATED, "bearer token"),
-        ("too large", grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+        ("too large", grpc.StatusCode.RESOURCE_EXHAUSTED, "over the 4194304-byte limit"),
     ],
 )
 def test_bad_sessions_get_a_clear_status_and_the_server_goes_on(setup, server, case, status, words):

@@ -10,11 +10,71 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
+import time
 from dataclasses import asdict, dataclass
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 log = logging.getLogger("neucodex.server")
+
+
+class RateLimit:
+    """At most ``lines`` per ``window`` seconds for each key; counts what it held back."""
+
+    def __init__(self, lines: int = 20, window: float = 10.0) -> None:
+        self.lines, self.window = lines, window
+        self._seen: dict[str, tuple[float, int]] = {}  # key → (window start, lines in it)
+        self.dropped: dict[str, int] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        start, count = self._seen.get(key, (now, 0))
+        if now - start > self.window:
+            start, count = now, 0
+        if len(self._seen) > 10_000:  # many peers: forget the old windows, never grow without bound
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
+        self._seen[key] = (start, count + 1)
+        if count < self.lines:
+            return True
+        self.dropped[key] = self.dropped.get(key, 0) + 1
+        return False
+
+
+_SECRETS = re.compile(r"(?i)(bearer\s+)\S+|b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"")
+
+
+class GrpcLogFilter(logging.Filter):
+    """grpc's own log records, made safe to keep: one line (no traceback), header values and
+    byte strings replaced (an undecodable ``authorization`` header would print the token), and at
+    most ``lines`` per ``window`` seconds (a flood of malformed calls must not flood the log)."""
+
+    def __init__(self, lines: int = 20, window: float = 10.0) -> None:
+        super().__init__()
+        self.limit = RateLimit(lines, window)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.limit.allow("grpc"):
+            return False
+        record.msg = _SECRETS.sub(lambda m: (m.group(1) or "") + "<dropped>", record.getMessage())[:300]
+        record.args = ()
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+GRPC_FILTER = GrpcLogFilter()
+
+
+def filter_grpc_logs() -> None:
+    """Put :data:`GRPC_FILTER` on every grpc logger (filters act where a record is made)."""
+    names = [n for n in logging.Logger.manager.loggerDict if n == "grpc" or n.startswith("grpc.")]
+    for name in {*names, "grpc._cython.cygrpc", "grpc._server", "grpc.aio._server", "grpc._common"}:
+        logger = logging.getLogger(name)
+        if GRPC_FILTER not in logger.filters:
+            logger.addFilter(GRPC_FILTER)
 
 
 @dataclass
@@ -30,6 +90,37 @@ class SessionRecord:
 
     def line(self) -> str:
         return json.dumps({"event": "session", **asdict(self)}, separators=(",", ":"))
+
+
+METRICS_THREADS = 8
+METRICS_TIMEOUT = 5.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = METRICS_TIMEOUT  # per socket operation: a slowloris client is dropped
+
+    def log_message(self, *args) -> None:  # scrapes are not news
+        pass
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.slots = threading.BoundedSemaphore(METRICS_THREADS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: closed at once, no thread
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class ServerMetrics:
@@ -53,10 +144,17 @@ class ServerMetrics:
         self.batch = Histogram(
             "neucodex_batch_size", "frames run together", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r
         )
+        self.log_limit = RateLimit()  # session lines per client address
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Expose ``/metrics`` over HTTP on ``host:port`` (0: any free port); returns the port."""
-        server, _ = start_http_server(port, host, registry=self.registry)
+        """Expose ``/metrics`` over HTTP on ``host:port`` (0: any free port); returns the port.
+
+        Bounded: at most :data:`METRICS_THREADS` connections are served at once (more are closed
+        on arrival) and each socket times out after :data:`METRICS_TIMEOUT` s, so slow or idle
+        clients cannot pile up threads."""
+        server = make_server(host, port, make_wsgi_app(self.registry), _BoundedServer, _QuietHandler)
+        threading.Thread(target=server.serve_forever, name="neucodex-metrics", daemon=True).start()
+        self.http = server
         return server.server_port
 
     def frame(self, cloud_ms: float, batch: int) -> None:
@@ -72,4 +170,7 @@ class ServerMetrics:
         self.active.dec()
         if record.status != "OK":
             self.errors.labels(record.status).inc()
-        log.info(record.line())
+        peer = record.peer.rsplit(":", 1)[0]
+        if self.log_limit.allow(peer):
+            held = self.log_limit.dropped.pop(peer, 0)
+            log.info(record.line() if not held else record.line()[:-1] + f',"lines_held_back":{held}}}')

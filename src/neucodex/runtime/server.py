@@ -19,7 +19,8 @@ from pathlib import Path
 
 import grpc
 import torch
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health_pb2
 
 from .. import codec
 from ..checkpoint import Checkpoint
@@ -28,8 +29,13 @@ from ..exit import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
 from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference, policy_from_pb
-from .observe import ServerMetrics, SessionRecord
-from .protocol import CHANNEL_OPTIONS, SERVICE_NAME, RuntimeFailure, policy_to_pb
+from .health import PREFIX as HEALTH_PREFIX
+from .health import GuardedHealth
+from .observe import ServerMetrics, SessionRecord, filter_grpc_logs
+from .protocol import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, SERVICE_NAME, RuntimeFailure, policy_to_pb
+
+SPARE_RPCS = 16
+"""Concurrent calls beyond sessions and health: reflection, and calls refused on arrival."""
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -45,9 +51,6 @@ def port_is_free(host: str, port: int) -> bool:
             except OSError:
                 return False
     return True
-
-
-HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 class _TokenInterceptor(grpc.aio.ServerInterceptor):
@@ -86,6 +89,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         open_timeout: float = 10.0,
         max_per_client: int = 64,
         metrics: ServerMetrics | None = None,
+        max_sessions: int = 128,
     ) -> None:
         self.ck = ck
         self.model_id = ck.model_id
@@ -99,6 +103,7 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         self.idle_timeout = idle_timeout
         self.open_timeout = open_timeout
         self.max_per_client = max_per_client
+        self.max_sessions = max_sessions
         self.metrics = metrics or ServerMetrics()
         self._last_seen: dict[asyncio.Task, tuple[float, bool]] = {}  # session → (last message, a frame came)
         self._idled: set[asyncio.Task] = set()
@@ -131,6 +136,11 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
         seen[task] = (started, False)
         session: CloudSession | None = None
         try:
+            if self.sessions > self.max_sessions:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server is full ({self.max_sessions} sessions open); try again or another replica",
+                )
             open_now = self._per_client.get(client, 0)
             if open_now >= self.max_per_client:
                 await context.abort(
@@ -139,14 +149,14 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
                 )
             self._per_client[client] = open_now + 1
             admitted = True
-            first = await context.read()
+            first = await self._read(context)
             if first is grpc.aio.EOF:
                 return
             opened, session, want_logits = await self._open(first, context)
             record.session = opened.session
             await context.write(pb.CloudMessage(opened=opened))
             last_number = -1
-            while (msg := await context.read()) is not grpc.aio.EOF:
+            while (msg := await self._read(context)) is not grpc.aio.EOF:
                 seen[task] = (time.monotonic(), True)
                 if msg.WhichOneof("kind") != "frame":
                     await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "session is already open; send frames")
@@ -207,6 +217,23 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             record.seconds = round(time.monotonic() - started, 3)
             self.metrics.closed(record)
 
+    @staticmethod
+    async def _read(context):
+        """The next message, parsed here (grpc hands over raw bytes): an undecodable one ends the
+        session with ``INVALID_ARGUMENT``, not a traceback and an ``UNKNOWN``."""
+        raw = await context.read()
+        if raw is grpc.aio.EOF:
+            return raw
+        if len(raw) > MAX_MESSAGE_BYTES:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"message of {len(raw)} bytes is over the {MAX_MESSAGE_BYTES}-byte limit",
+            )
+        try:
+            return pb.EdgeMessage.FromString(raw)
+        except (DecodeError, ValueError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable message ({len(raw)} bytes)")
+
     async def _open(self, msg: pb.EdgeMessage, context) -> tuple[pb.Opened, CloudSession, bool]:
         if msg.WhichOneof("kind") != "open":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a session starts with Open (model id, T, codec)")
@@ -219,10 +246,10 @@ class CoInferenceServicer(pb_grpc.CoInferenceServicer):
             )
         if not 1 <= o.T <= self.T:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"T={o.T} is outside 1..{self.T} for this model")
-        if o.codec and o.codec not in (*codec.FORMATS, "auto"):
+        if o.codec and o.codec not in codec.CHOICES:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"unknown codec {short(o.codec)!r}; choose from {', '.join([*codec.FORMATS, 'auto'])}",
+                f"unknown codec {short(o.codec)!r}; choose from {', '.join(codec.CHOICES)}",
             )
         try:
             policy = policy_from_pb(o.policy) if o.HasField("policy") else self.policy
@@ -310,10 +337,11 @@ class Server:
             if not value >= 0:
                 raise InvalidArgumentError(f"--{flag} must be ≥ 0 (got {value})")
         ck = open_coinference(checkpoint)
+        filter_grpc_logs()
         self.metrics = ServerMetrics()
         self.batcher = Batcher(CloudModel(ck.model, device), max_batch, max_wait_ms / 1000.0, threads)
         self.servicer = CoInferenceServicer(
-            ck, self.batcher, policy, delay_ms, idle_timeout, open_timeout, max_per_client, self.metrics
+            ck, self.batcher, policy, delay_ms, idle_timeout, open_timeout, max_per_client, self.metrics, max_sessions
         )
         self.host = host
         address = f"{host}:{port}"
@@ -325,7 +353,10 @@ class Server:
         self._thread.start()
         self._stopped = False
         options = [
-            *CHANNEL_OPTIONS,
+            *(o for o in CHANNEL_OPTIONS if o[0] != "grpc.max_receive_message_length"),
+            # grpc's own limit, past ours: a message over ours reaches Stream, which refuses it with a
+            # status and a session record (grpc's refusal would reach Stream as a plain end of stream)
+            ("grpc.max_receive_message_length", 2 * MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),  # a second server on the port fails
             ("grpc.keepalive_time_ms", int(keepalive * 1000)),  # ping idle connections: find dead edges
             ("grpc.keepalive_timeout_ms", 20_000),
@@ -347,14 +378,19 @@ class Server:
 
     async def _build(self, address, options, token, tls, max_sessions, reflection) -> int:
         torch.set_num_threads(self.batcher.threads)  # this loop thread runs lone frames inline
+        self.health = GuardedHealth()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
         self._server = grpc.aio.server(
             interceptors=[_TokenInterceptor(token)] if token else [],
             options=options,
-            maximum_concurrent_rpcs=max_sessions,
+            # sessions are limited in Stream, health calls by their own budget; this bounds the rest
+            maximum_concurrent_rpcs=max_sessions + self.health.budget + SPARE_RPCS,
         )
-        pb_grpc.add_CoInferenceServicer_to_server(self.servicer, self._server)
-        self.health = health.aio.HealthServicer()  # grpc.health.v1: SERVING once started, NOT_SERVING while draining
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        stream = grpc.stream_stream_rpc_method_handler(  # no request deserializer: Stream parses (and refuses) itself
+            self.servicer.Stream, response_serializer=pb.CloudMessage.SerializeToString
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Stream": stream}), self.health.handler())
+        )
         if reflection:  # grpcurl / grpc_cli can list and describe the services
             from grpc_reflection.v1alpha import reflection as refl
 
