@@ -11,10 +11,11 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from spikingjelly.activation_based import base, layer, neuron, surrogate
+from spikingjelly.activation_based import base, layer, surrogate
 from torch import nn
 
 from ..errors import InvalidArgumentError
+from .lif import FusedLIFNode
 
 _SURROGATES = {
     "atan": surrogate.ATan,
@@ -67,7 +68,7 @@ def make_neuron(cfg: NeuronConfig) -> nn.Module:
     """Iterative LIF (SpikeBottleNet §3.2, hard reset to 0) or ReLU for the DNN twin."""
     if not cfg.spiking:
         return nn.ReLU(inplace=False)
-    return neuron.LIFNode(
+    return FusedLIFNode(  # SpikingJelly's LIFNode, multi-step fused on the CPU where it can be
         tau=cfg.tau,
         v_threshold=cfg.v_threshold,
         v_reset=0.0,

@@ -1,0 +1,87 @@
+"""The spiking network against its DNN twin doing the same convolutions, in one run.
+
+The SNN at T timesteps on a batch of B runs the convolutions of the DNN twin on B×T images; the
+rest is what spiking costs (LIF, tdBN over time). Printed for eval (no grad) and for a training
+step (forward + backward), with the fused LIF and with SpikingJelly's own LIF, as ratios against
+the twin measured in the same run (median of repeats after a warm-up).
+
+    python bench/snn_vs_ann.py [--checkpoint zoo:cifar10-resnet18-v3] [--batch 100] [--repeats 5]
+
+Targets (issue #37): SNN / DNN ≤ 1.15x in eval and ≤ 1.25x in training, with the fused LIF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from neucodex.checkpoint import load_checkpoint
+from neucodex.models import create_model, lif
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up (and the kernel's first load)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="zoo:cifar10-resnet18-v3", help="a spiking backbone (its real firing)")
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    ck = load_checkpoint(a.checkpoint)
+    snn, T = ck.model, ck.model.T
+    kwargs = {**ck.info.model.kwargs, "spiking": False}
+    dnn = create_model(ck.info.model.name, **kwargs)
+    x = torch.rand(a.batch, snn.in_channels, snn.input_size, snn.input_size)
+    xt = x.repeat(T, 1, 1, 1)  # the twin sees B×T images: the same convolutions
+
+    def run(model, inp, train: bool):
+        def step():
+            model.train(train).set_step_mode("m" if model.spiking else "s")
+            if train:
+                out = model(inp)
+                out.float().mean().backward()
+                model.zero_grad(set_to_none=True)
+            else:
+                with torch.no_grad():
+                    model(inp)
+            model.reset_state()
+
+        return step
+
+    rows = []
+    for mode in ("eval", "train"):
+        train = mode == "train"
+        dnn_ms = timed(run(dnn, xt, train), a.repeats)
+        fused_ms = timed(run(snn, x, train), a.repeats) if lif.fused_available() else float("nan")
+        real = lif._kernel
+        lif._kernel = lambda: None  # SpikingJelly's LIF for the reference figure
+        try:
+            ref_ms = timed(run(snn, x, train), a.repeats)
+        finally:
+            lif._kernel = real
+        rows.append((mode, dnn_ms, fused_ms, ref_ms))
+    print(
+        f"{ck.info.model.name} from {a.checkpoint}, T={T}, batch {a.batch} (twin: {a.batch * T}), "
+        f"{a.threads} threads, median of {a.repeats}"
+    )
+    print("| mode | DNN twin ms | SNN fused ms | SNN SpikingJelly LIF ms | fused / twin | SpikingJelly / twin |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for mode, d, f, r in rows:
+        print(f"| {mode} | {d:.0f} | {f:.0f} | {r:.0f} | {f / d:.2f}x | {r / d:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""A fused multi-step LIF for the CPU: charge, fire and reset over all T in one pass per element.
+
+SpikingJelly's CPU path steps through T in Python, one tensor operation after another (charge,
+compare, reset, stack): about eight passes over memory per timestep, forward and backward. This
+kernel reads each input once and writes each spike once, with the timestep loop innermost, and
+its backward does the same in reverse. It covers the neuron every backbone here uses — decay
+input, hard reset to 0, reset detached from the graph, ATan surrogate — and computes exactly what
+SpikingJelly computes, in the same float32 operations (spikes equal bit for bit, gradients to
+float rounding; the tests hold it to both).
+
+The kernel is C++ built on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja
+are needed; the build is cached). Where it cannot be built, or for another configuration, the
+neuron falls back to SpikingJelly's own path; :func:`fused_available` says which runs, and
+``NEUCODEX_FUSED_LIF=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from functools import cache
+
+import torch
+from spikingjelly.activation_based import neuron, surrogate
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <vector>
+
+// x: [T, N] float32; v: [N] float32. Returns spikes [T, N], final v [N], and (keep_h) h [T, N].
+std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau_d, double vth_d, bool keep_h) {
+  const int64_t T = x.size(0), N = x.size(1);
+  auto s = torch::empty_like(x);
+  auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
+  auto v = v0.clone();
+  const float tau = (float) tau_d, vth = (float) vth_d;
+  const float* px = x.data_ptr<float>();
+  float* ps = s.data_ptr<float>();
+  float* ph = keep_h ? h.data_ptr<float>() : nullptr;
+  float* pv = v.data_ptr<float>();
+  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float vi = pv[i];
+      for (int64_t t = 0; t < T; ++t) {
+        const float hi = vi + (px[t * N + i] - (vi - 0.0f)) / tau;  // SpikingJelly's order of operations
+        const float si = hi >= vth ? 1.0f : 0.0f;
+        ps[t * N + i] = si;
+        if (ph) ph[t * N + i] = hi;
+        vi = si * 0.0f + (1.0f - si) * hi;
+      }
+      pv[i] = vi;
+    }
+  });
+  return {s, v, h};
+}
+
+// gs: [T, N] gradient of the spikes; gv: [N] gradient of the final v; h: [T, N] charged potentials.
+std::vector<torch::Tensor> backward(torch::Tensor gs, torch::Tensor gv, torch::Tensor h, double tau_d,
+                                    double vth_d, double alpha_d) {
+  const int64_t T = h.size(0), N = h.size(1);
+  auto gx = torch::empty_like(h);
+  auto gv0 = torch::empty_like(gv);
+  const float tau = (float) tau_d, vth = (float) vth_d, alpha = (float) alpha_d;
+  const float scale = (float) (M_PI / 2.0 * alpha_d), half = alpha / 2.0f;
+  const float* pgs = gs.data_ptr<float>();
+  const float* pgv = gv.data_ptr<float>();
+  const float* ph = h.data_ptr<float>();
+  float* pgx = gx.data_ptr<float>();
+  float* pg0 = gv0.data_ptr<float>();
+  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float carry = 0.0f;
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const float hi = ph[t * N + i];
+        const float z = (hi - vth) * scale;
+        const float sg = half / (1.0f + z * z);  // ATan surrogate
+        const float reset_grad = 1.0f - (hi >= vth ? 1.0f : 0.0f);  // hard reset, detached
+        const float gvt = (t == T - 1) ? pgv[i] : 0.0f;
+        const float gh = pgs[t * N + i] * sg + (gvt + carry) * reset_grad;
+        pgx[t * N + i] = gh / tau;
+        carry = gh - gh / tau;
+      }
+      pg0[i] = carry;
+    }
+  });
+  return {gx, gv0};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "fused multi-step LIF forward");
+  m.def("backward", &backward, "fused multi-step LIF backward");
+}
+"""
+
+
+@cache
+def _kernel():
+    """The compiled kernel, or None where it cannot be built (no compiler, or turned off)."""
+    if os.environ.get("NEUCODEX_FUSED_LIF", "1") == "0":
+        return None
+    try:
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        level, quiet.level = quiet.level, logging.ERROR  # "no CUDA runtime found" (on import) is not news on a CPU
+        from torch.utils.cpp_extension import load_inline
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return load_inline(
+                    "neucodex_fused_lif",
+                    cpp_sources=_SOURCE,
+                    extra_cflags=["-O3", "-ffp-contract=off"],  # no fused multiply-add: SpikingJelly's rounding
+                    verbose=False,
+                )
+            finally:
+                quiet.level = level
+    except Exception as e:  # noqa: BLE001 — any build failure: the reference path (logged, not printed:
+        # a user's one-line errors stay one line)
+        logging.getLogger(__name__).info("fused LIF kernel unavailable (%s); using SpikingJelly's LIF", e)
+        return None
+
+
+def fused_available() -> bool:
+    return _kernel() is not None
+
+
+class _FusedLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v, tau: float, vth: float, alpha: float):
+        k = _kernel()
+        keep = torch.is_grad_enabled() or ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        s, v_last, h = k.forward(x, v, tau, vth, keep)
+        ctx.save_for_backward(h)
+        ctx.consts = (tau, vth, alpha)
+        return s, v_last
+
+    @staticmethod
+    def backward(ctx, gs, gv):
+        (h,) = ctx.saved_tensors
+        gs = torch.zeros_like(h) if gs is None else gs.float().contiguous()
+        gv = torch.zeros_like(h[0]) if gv is None else gv.float().contiguous()
+        gx, gv0 = _kernel().backward(gs, gv, h, *ctx.consts)
+        return gx, gv0, None, None, None
+
+
+class FusedLIFNode(neuron.LIFNode):
+    """SpikingJelly's ``LIFNode`` (decay input, hard reset to 0, detached reset, ATan) whose
+    multi-step forward runs the fused kernel; anything else takes SpikingJelly's path."""
+
+    def _fusable(self, x: torch.Tensor) -> bool:
+        return (
+            x.device.type == "cpu"
+            and self.decay_input
+            and self.v_reset == 0.0
+            and self.detach_reset
+            and type(self.surrogate_function) is surrogate.ATan
+            and not self.store_v_seq
+            and x.dim() >= 2
+            and _kernel() is not None
+        )
+
+    def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
+        if args or kwargs or not self._fusable(x_seq):
+            return super().multi_step_forward(x_seq, *args, **kwargs)
+        T = x_seq.shape[0]
+        flat = x_seq.reshape(T, -1).float().contiguous()
+        v = self.v
+        if not isinstance(v, torch.Tensor) or v.shape != x_seq.shape[1:]:
+            v = torch.zeros(x_seq.shape[1:], dtype=torch.float32)
+        v = v.reshape(-1).float().contiguous()
+        s, v_last = _FusedLIF.apply(
+            flat, v, float(self.tau), float(self.v_threshold), float(self.surrogate_function.alpha)
+        )
+        self.v = v_last.reshape(x_seq.shape[1:])
+        return s.reshape(x_seq.shape).to(x_seq.dtype)
