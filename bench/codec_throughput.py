@@ -21,6 +21,9 @@ import numpy as np
 
 from neucodex import codec
 
+PLAIN = tuple(f for f in codec.SPIKE_FORMATS if codec.REGISTRY[f].usable(codec.Priors(), 0))
+"""The spike formats that need no learned model (the context format is measured by the tests)."""
+
 
 def per_call(fn, repeats: int) -> float:
     for _ in range(max(5, repeats // 10)):  # warm caches and the CPU's clock before timing
@@ -77,15 +80,15 @@ def main() -> None:
             )
 
     rates = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99])
-    bits = {f: [] for f in codec.SPIKE_FORMATS}
+    bits = {f: [] for f in PLAIN}
     for p in rates:
         x = (rng.random(a.shape) < p).astype(np.float32)
-        for f in codec.SPIKE_FORMATS:
+        for f in PLAIN:
             bits[f].append((len(codec.encode(x, f)) - codec.HEADER_BYTES) * 8 / n)
     print("\npayload bits per spike slot (header excluded) vs firing rate")
-    print(f"{'rate':>6} {'H(p)':>7} " + " ".join(f"{f:>8}" for f in codec.SPIKE_FORMATS))
+    print(f"{'rate':>6} {'H(p)':>7} " + " ".join(f"{f:>8}" for f in PLAIN))
     for i, p in enumerate(rates):
-        print(f"{p:>6} {entropy_bits(p):>7.4f} " + " ".join(f"{bits[f][i]:>8.4f}" for f in codec.SPIKE_FORMATS))
+        print(f"{p:>6} {entropy_bits(p):>7.4f} " + " ".join(f"{bits[f][i]:>8.4f}" for f in PLAIN))
 
     import matplotlib
 
@@ -96,7 +99,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     dense = np.linspace(0.0005, 0.9995, 400)
     ax.plot(dense, entropy_bits(dense), "k--", label="H(p) bound")
-    for f in codec.SPIKE_FORMATS:
+    for f in PLAIN:
         ax.plot(rates, bits[f], "o-", label=f)
     ax.set_xscale("log")
     ax.set_yscale("log")

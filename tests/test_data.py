@@ -353,3 +353,24 @@ def test_another_dataset_does_not_inherit_the_checkpoints_root():
     assert with_data(cfg, "nmnist").data.root is None and with_data(cfg, "nmnist").data.name == "nmnist"
     assert with_data(cfg, "nmnist", "/data/nm").data.root == "/data/nm"
     assert with_data(cfg, root="/elsewhere").data.name == "imagefolder"
+
+
+def test_every_subset_a_figure_comes_from_is_balanced_by_class():
+    """demo --quick, the report's energy rates and the zoo's checked samples: each a uniform class
+    histogram (and every prefix of a stratified subset is as balanced as its length allows)."""
+    from neucodex import demo
+    from neucodex.data import dataset_labels, stratified, stratified_subset
+    from neucodex.pretrained import CHECK_SAMPLES
+    from neucodex.report.figures import OPS_SAMPLES
+
+    ds = build_dataset("cifar10-demo", "test")
+    for n in (demo.PRETRAINED_QUICK, CHECK_SAMPLES, min(OPS_SAMPLES, len(ds))):
+        counts = np.bincount(dataset_labels(stratified(ds, n)), minlength=10)
+        assert counts.tolist() == [n // 10] * 10, n
+    digits = build_dataset("digits", "test")  # 359 samples, classes of 35-37
+    labels = np.asarray(digits.targets)
+    sub = stratified_subset(labels, demo.QUICK_SAMPLES)
+    for k in range(10, len(sub) + 1, 10):
+        assert np.bincount(labels[sub[:k]], minlength=10).tolist() == [k // 10] * 10
+    assert stratified_subset(labels, 50, seed=1).tolist() != sub[:50].tolist()  # seeded: another draw
+    assert stratified(digits, None) is digits and stratified(digits, 10_000) is digits

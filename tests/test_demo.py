@@ -116,6 +116,12 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeyp
         assert (run_dir / name).stat().st_size > 500
     md = (run_dir / "report.md").read_text()
     assert "Table 3" in md and "| split point | conv2 |" in md and "{" not in md.split("## ")[0]  # header: a table
+    # no live run in this directory: the per-frame overhead is measured on a loopback server, and said so
+    assert r["frame_overhead"]["source"].startswith("measured on a loopback server") and r["frame_overhead"]["ms"] >= 0
+    assert "measured on a loopback server" in md
+    assert main(["report", str(run_dir), "--samples", "8", "--frame-overhead-ms", "0.7", "--json"]) == 0
+    given = json.loads(capsys.readouterr().out)["frame_overhead"]
+    assert given == {"ms": 0.7, "source": "given (--frame-overhead-ms), not measured here"}
 
 
 def test_report_of_a_missing_run_is_one_line(tmp_path, capsys):
@@ -200,7 +206,8 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     assert s["dataset"] == "cifar10-demo" and s["checkpoint"].startswith("zoo:") and s["reused"]
     assert s["samples"] == 100 and s["status"]["ok"] == 100
     assert s["checkpoint"] == "zoo:cifar10-resnet18-v3-rb1-c16s2" and s["backbone_accuracy"] > 60.0
-    assert s["co_inference_accuracy"] >= s["backbone_accuracy"] - 6.0  # within a point on all 1,000; 100 here
+    # the README: about a point and a half below the backbone on all 1,000; 100 stratified here add ~1.5 pp of noise
+    assert s["co_inference_accuracy"] >= s["backbone_accuracy"] - 3.0
     assert 1.0 <= s["mean_steps"] <= s["T"] == 4
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached
 

@@ -70,7 +70,8 @@ def test_real_valued_input_costs_macs_and_steps_count():
 @pytest.mark.parametrize("name", ["vgg-tiny", "resnet-tiny"])
 def test_counts_agree_with_spikingjelly_op_counter(name):
     """MACs equal SpikingJelly's MACCounter (BN excluded); our eq.-7 ACs (rate x dense) are at least its exact
-    SynOps and within 20%: eq. 7 also counts the taps that fall on zero padding at the borders."""
+    SynOps by 8–13% as the README says (vgg-tiny 12.6%, resnet-tiny 10.3%): eq. 7 also counts the taps
+    that fall on zero padding at the borders."""
     model = calibrate_bn(nc.create_model(name, T=2), size=32).set_step_mode("m")
     x = torch.rand(2, 3, 32, 32)
     macs, acs, _ = energy(count_ops(model, x), HARDWARE["45nm"], 2)
@@ -79,7 +80,7 @@ def test_counts_agree_with_spikingjelly_op_counter(name):
         model(x)
     model.reset_state()
     assert macs * 2 == mac.get_total()
-    assert syn.get_total() > 0 and 1.0 <= acs * 2 / syn.get_total() < 1.2
+    assert syn.get_total() > 0 and 1.08 <= acs * 2 / syn.get_total() <= 1.13
 
 
 def test_paper_scope_leaves_out_stem_and_shortcuts():

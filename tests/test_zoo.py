@@ -157,14 +157,15 @@ def test_demo_images_are_100_per_class():
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):
-    """The shipped weights re-measured on the first ``CHECK_SAMPLES`` embedded images (the whole
-    1,000 cost about 40 s per co-inference entry; the README's figures on all of them were
-    measured by the same call when the entry was added)."""
+    """The shipped weights re-measured on ``CHECK_SAMPLES`` embedded images stratified by class (the
+    whole 1,000 cost about 40 s per co-inference entry; the README's figures on all of them were
+    measured by the same call): accuracy, mean exit steps and bits as stored."""
     assert entry.check is not None and entry.check["samples"] == zoo.CHECK_SAMPLES, "re-measure: measure_on_demo"
     r = evaluate_checkpoint(f"zoo:{entry.name}", dataset=entry.check["dataset"], device="cpu", limit=zoo.CHECK_SAMPLES)
     assert r["samples"] == entry.check["samples"]
     assert r["accuracy"] == pytest.approx(entry.check["accuracy"], abs=TOLERANCE_PP)
     assert r["accuracy_all_t"] == pytest.approx(entry.check["accuracy_all_t"], abs=TOLERANCE_PP)
+    assert r["mean_steps"] == pytest.approx(entry.check["mean_steps"], abs=0.02)  # 4 of 200 samples a step apart
     if entry.check["payload_bits"] is not None:
         assert r["payload_bits"] == pytest.approx(entry.check["payload_bits"], rel=0.01)
 
@@ -224,3 +225,15 @@ def test_a_delta_kept_in_fp32_ships_the_fine_tuned_weights_exactly(coinference_c
     shipped = load_torch(str(zoo.resolve("zoo:tiny-co") / zoo.WEIGHTS))
     assert zoo.sha256_file(zoo.resolve("zoo:tiny-co") / zoo.WEIGHTS) == e.sha256
     assert all(torch.equal(shipped[k].to(v.dtype), v) for k, v in tuned.items())
+
+
+def test_the_readme_zoo_table_is_the_index():
+    """Every figure the README's zoo table gives for an entry is the index's, as shipped: the table
+    is `neucodex zoo --markdown` verbatim."""
+    from pathlib import Path
+
+    from neucodex.commands.zoo import markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = markdown([{**e.to_dict(), "accuracy": e.accuracy} for e in ENTRIES])
+    assert table in readme, "regenerate the README's zoo table with `neucodex zoo --markdown`"

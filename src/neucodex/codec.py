@@ -223,6 +223,16 @@ def _entropy_decode(payload: bytes, shape4, channel_probs: np.ndarray | None) ->
     return _ans_decode(payload[2:], [(size, q / _P_SCALE)])
 
 
+def _unpack_bitmap(payload, n: int) -> np.ndarray:
+    if len(payload) != (n + 7) // 8:
+        raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
+    raw = np.frombuffer(payload, np.uint8)
+    tail = n & 7
+    if tail and raw[-1] & ((1 << (8 - tail)) - 1):
+        raise CodecError("bitmap padding bits are not zero")
+    return np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
+
+
 class Priors(NamedTuple):
     """What both ends share about a code besides the packet: learned probabilities, and the
     previous timestep's map of the same sample (flat 0/1; ``None`` at timestep 0)."""
@@ -273,14 +283,7 @@ class Bitmap(Format):
         return np.packbits(bits).tobytes(), 0
 
     def decode(self, payload, shape4, flags, priors, timestep):
-        n = int(np.prod(shape4))
-        if len(payload) != (n + 7) // 8:
-            raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
-        raw = np.frombuffer(payload, np.uint8)
-        tail = n & 7
-        if tail and raw[-1] & ((1 << (8 - tail)) - 1):
-            raise CodecError("bitmap padding bits are not zero")
-        return np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
+        return _unpack_bitmap(payload, int(np.prod(shape4)))
 
 
 @register
@@ -519,16 +522,22 @@ def decode_payload(
     always decodes to float32 in [0, 1]. ``previous``: this sample's map at the timestep before
     (the ``context`` format codes against it).
     """
-    shape4, fmt = header["shape"], REGISTRY[header["format"]]
+    shape4, name = header["shape"], header["format"]
     if dtype is not np.uint8 and dtype is not np.float32:
         if np.dtype(dtype) not in (_UINT8, _FLOAT32):
             raise CodecError(f"decode dtype must be float32 or uint8, got {dtype}")
         dtype = np.uint8 if np.dtype(dtype) == _UINT8 else np.float32
-    priors = Priors(channel_probs, context_probs, None if previous is None else _as_array(previous))
-    values = fmt.decode(header["payload"], shape4, header["flags"], priors, header["timestep"])
-    if fmt.spikes and dtype is np.float32:
+    if name == "bitmap":  # the hot path, inline (a registry call costs as much as the unpack itself)
+        values = _unpack_bitmap(header["payload"], header["elements"])
+    else:
+        fmt = REGISTRY[name]
+        priors = Priors(channel_probs, context_probs, None if previous is None else _as_array(previous))
+        values = fmt.decode(header["payload"], shape4, header["flags"], priors, header["timestep"])
+        if not fmt.spikes:
+            return Packet(values.reshape(shape4), name, header["timestep"])
+    if dtype is np.float32:
         values = values.astype(np.float32)
-    return Packet(values.reshape(shape4), fmt.name, header["timestep"])
+    return Packet(values.reshape(shape4), name, header["timestep"])
 
 
 def decode(

@@ -12,8 +12,9 @@ computes timestep t+1 while t is in flight::
     edge-only       L = edge_full
     cloud-only      L = input_bits / bandwidth + rtt + cloud_full + frame_overhead
 
-``frame_overhead`` is measured from a live run of the runtime (round trip minus cloud compute
-per frame on loopback); without one, :data:`FRAME_OVERHEAD_MS` (bench/RESULTS.md) is used.
+``frame_overhead`` is the runtime's own cost per frame: round trip minus cloud compute, measured
+on loopback — from the run's live streaming, or by :func:`measure_frame_overhead` against a real
+server started for it, or given; the report says which.
 """
 
 from __future__ import annotations
@@ -26,10 +27,6 @@ import torch
 from .bottleneck import CoInferenceModel
 from .errors import InvalidArgumentError
 from .models import Backbone
-
-FRAME_OVERHEAD_MS = 0.95
-"""Per-frame runtime overhead on loopback, the median of five runs of bench/runtime_throughput.py
-(0.62–1.63 ms, 2-core CPU; bench/RESULTS.md, session 7) — used when a report has no live run."""
 
 
 @dataclass(frozen=True)
@@ -154,3 +151,20 @@ def measure_timings(
         dnn_ms = _time_ms(lambda: dnn(flat.unsqueeze(0)), repeats)
     full = _time_ms(run_full, repeats)
     return Timings(_time_ms(run_edge, repeats) / T, _time_ms(run_cloud, repeats) / T, full, full, dnn_ms)
+
+
+def measure_frame_overhead(checkpoint, samples, n: int = 8) -> float:
+    """Per-frame runtime overhead (ms) on loopback: ``n`` samples through a real server started for
+    the purpose and the edge client, mean round trip minus the server's own time per frame."""
+    from .runtime import EdgeClient, Server
+
+    server = Server(checkpoint, port=0).start()
+    try:
+        with EdgeClient(checkpoint, server.address, fallback="none") as client:
+            results = [client.infer(samples[i][0]) for i in range(min(n, len(samples)))]
+    finally:
+        server.stop(1)
+    ok = [r for r in results if r.status == "ok" and r.steps]
+    if not ok:
+        raise InvalidArgumentError("measuring the per-frame overhead: no sample was answered by the loopback server")
+    return max(0.0, sum(r.rtt_ms - r.cloud_ms / r.steps for r in ok) / len(ok))

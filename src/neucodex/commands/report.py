@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", default="paper", choices=("full", "paper"), help="scope of the per-split-point table")
     p.add_argument("--dataset", help="test samples from this dataset (default: the checkpoint's)")
     p.add_argument("--root", help="dataset files (default: the checkpoint's)")
+    p.add_argument(
+        "--frame-overhead-ms",
+        type=float,
+        help="the runtime's cost per frame for the latency model (default: from the run's live streaming, "
+        "else measured on a loopback server)",
+    )
     p.add_argument("--json", action="store_true")
 
 
@@ -37,6 +43,7 @@ def run(args: argparse.Namespace) -> None:
         scope=args.scope,
         dataset=args.dataset,
         root=args.root,
+        frame_overhead_ms=args.frame_overhead_ms,
     )
     print(json.dumps(r, default=float) if args.json else (Path(args.run_dir) / "report.md").read_text())
     if not args.json:

@@ -19,6 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", help="for --add of a co-inference checkpoint: its backbone's zoo entry")
     p.add_argument("--demo-dataset", help="for --add: evaluate the shipped weights on this dataset and store it")
     p.add_argument(
+        "--remeasure",
+        metavar="ROOT",
+        help="(maintainers) re-measure every entry as shipped: on the demo images, and on the held-out test at ROOT",
+    )
+    p.add_argument(
         "--delta-fp32",
         action="store_true",
         help="for --add of a co-inference checkpoint: ship what differs from --backbone in fp32, not fp16",
@@ -28,6 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..pretrained import entries
 
+    if args.remeasure:
+        from ..publish import measure_heldout, measure_on_demo
+
+        for e in entries():
+            e = measure_on_demo(e, e.check["dataset"] if e.check else "cifar10-demo")
+            e = measure_heldout(e, args.remeasure, e.dataset)
+            print(
+                f"zoo:{e.name}: held out {e.heldout['accuracy_all_t']:.2f}% all T, "
+                f"{e.heldout['accuracy']:.2f}% with exit"
+            )
+        return
     if args.add:
         from ..errors import NeucodexError
         from ..publish import add_to_zoo
@@ -38,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
         acc = "–" if e.accuracy is None else f"{e.accuracy:.2f}%"
         print(f"added zoo:{e.name} ({e.kind}, accuracy {acc}) sha256 {e.sha256[:16]}…")
         return
-    rows = [e.to_dict() for e in entries()]
+    rows = [{**e.to_dict(), "accuracy": e.accuracy} for e in entries()]  # as shipped where measured
     if args.json:
         print(json.dumps(rows, indent=1))
         return
@@ -48,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
     w = max([len("name"), *(len(r["name"]) for r in rows)])
     print(
         f"{'name':<{w}} {'kind':<11} {'dataset':<12} {'model':<14} {'T':>2} {'point':<5} {'bottleneck':<10} "
-        f"{'accuracy':>8}  sha256"
+        f"{'held out':>8}  sha256"
     )
     for r in rows:
         acc = "–" if r["accuracy"] is None else f"{r['accuracy']:.2f}%"
@@ -59,23 +75,27 @@ def run(args: argparse.Namespace) -> None:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The zoo as a Markdown table: held-out accuracy, and the shipped weights on the demo images."""
+    """The zoo as a Markdown table (the README's): the shipped weights on the held-out test images
+    and on the demo images, from the index — one source for every entry's figures."""
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v:.2f}%"
 
+    def num(v: float | None, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)
+
     out = [
-        "| name | kind | model | T | point | bottleneck | accuracy (held out) | demo: accuracy | demo: mean steps "
-        "| demo: payload bits/sample | sha256 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| name | kind | point | bottleneck | held out: all T | held out: exit | held out: mean steps "
+        "| held out: payload bits | demo: accuracy | demo: mean steps | demo: payload bits | sha256 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        d = r.get("demo") or {}
-        bits, steps = d.get("payload_bits"), d.get("mean_steps")
+        d, h = r.get("demo") or {}, r.get("heldout") or {}
         out.append(
-            f"| `{r['name']}` | {r['kind']} | {r['model']} | {r['T']} | {r['point'] or '–'} | "
-            f"{r['bottleneck'] or '–'} | {pct(r['accuracy'])} | {pct(d.get('accuracy'))} | "
-            f"{'–' if steps is None else f'{steps:.3g}'} | {'–' if bits is None else f'{bits:.0f}'} | "
-            f"`{r['sha256'][:12]}…` |"
+            f"| `{r['name']}` | {r['kind']} | {r['point'] or '–'} | {r['bottleneck'] or '–'} | "
+            f"{pct(h.get('accuracy_all_t', r.get('accuracy_run')))}{'' if h else ' (run)'} | "
+            f"{pct(h.get('accuracy'))} | "
+            f"{num(h.get('mean_steps'), '.2f')} | {num(h.get('payload_bits'), '.0f')} | {pct(d.get('accuracy'))} | "
+            f"{num(d.get('mean_steps'), '.2f')} | {num(d.get('payload_bits'), '.0f')} | `{r['sha256'][:12]}…` |"
         )
     return "\n".join(out)

@@ -45,14 +45,20 @@ class ZooEntry:
     T: int
     point: str | None
     bottleneck: str | None
-    accuracy: float | None  # % on its held-out test images (all T, fp16 weights as shipped)
+    accuracy_run: float | None  # % on its held-out test images, all T, as its run measured it (fp32, before fp16)
     sha256: str  # of model.safetensors: the model id
     json_sha256: str  # of model.json
     source: str  # how it was made (bench/RESULTS.md has the commands)
     demo: dict | None = None  # figures on the embedded demo images when added (the README's)
     base: str | None = None  # the entry whose tensors this one shares (then it ships DELTA, not WEIGHTS)
     delta_sha256: str | None = None  # of DELTA
-    check: dict | None = None  # the same figures on the first CHECK_SAMPLES demo images: what the tests re-measure
+    check: dict | None = None  # the same figures on CHECK_SAMPLES demo images (stratified): what the tests re-measure
+    heldout: dict | None = None  # the weights as shipped on the held-out test images (publish.measure_heldout)
+
+    @property
+    def accuracy(self) -> float | None:
+        """The held-out accuracy to quote: as shipped where measured, else the run's (all T)."""
+        return self.heldout["accuracy_all_t"] if self.heldout else self.accuracy_run
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -120,7 +120,8 @@ def markdown(r: dict) -> str:
         f"{r['latency'][0]['rtt_ms']:g} ms)",
         "",
         f"Measured here: edge {t['edge_step']:.2f} ms and cloud {t['cloud_step']:.2f} ms per timestep, whole "
-        f"SNN {t['edge_full']:.2f} ms, DNN twin {_fmt(t['dnn_full'])} ms per sample.",
+        f"SNN {t['edge_full']:.2f} ms, DNN twin {_fmt(t['dnn_full'])} ms per sample. The runtime's own "
+        f"cost per frame, {r['frame_overhead']['ms']:.2f} ms: {r['frame_overhead']['source']}.",
         "",
         "| Mbit/s | edge-only SNN | edge-only DNN | cloud-only | co-inference all T | co-inference exit, "
         "pipelined | speed-up vs edge-only | vs cloud-only |",
