@@ -114,3 +114,31 @@ def test_readme_layout_names_every_module():
     )
     missing = [n for n in names if n not in layout]
     assert names and missing == [], f"README's Layout does not name {missing}"
+
+
+def test_folders_import_one_way_too():
+    """No loop between folders (packages) at module level: `a/ → b/ → a/` is refused even when no
+    single module is in a cycle (a top-level module counts as a folder of its own)."""
+    graph = _import_graph()
+
+    def folder(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else ""
+
+    edges: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        for d in deps:
+            if d != "torch" and folder(d) and folder(m) and folder(d) != folder(m):
+                edges.setdefault(folder(m), set()).add(folder(d))
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for d in edges.get(todo.pop(), ()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    loops = sorted(f for f in edges if f in reach(f))
+    assert loops == [], f"folders in an import loop: {loops}"

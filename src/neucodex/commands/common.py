@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..errors import NeucodexError
-
 
 def positive(text: str) -> int:
     """An argparse type for counts and sizes: a whole number ≥ 1 (0 or less is refused in one line)."""
@@ -93,49 +91,3 @@ def policy(args: argparse.Namespace):
     if args.threshold is None:
         return None
     return ExitPolicy(args.measure, args.threshold, args.min_steps)
-
-
-def read_bytes(path: str | None, what: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise NeucodexError(f"cannot read the {what} {path}: {e.strerror}") from None
-
-
-def stream_arguments(p: argparse.ArgumentParser) -> None:
-    """How an edge waits, retries and moves between replicas (both edges take the same)."""
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
-    p.add_argument("--retry-deadline", type=float, default=5.0, help="seconds to keep retrying a sample")
-    p.add_argument(
-        "--stream-age",
-        type=float,
-        default=5.0,
-        help="reopen the stream after this many seconds, at a sample boundary, so round_robin "
-        "spreads edges evenly over replicas (0: keep one stream; default 5)",
-    )
-
-
-def stream_options(args: argparse.Namespace) -> dict:
-    return {"timeout": args.timeout, "retry_deadline": args.retry_deadline, "stream_age": args.stream_age}
-
-
-def token_arguments(p: argparse.ArgumentParser, whose: str) -> None:
-    p.add_argument("--token", help=f"bearer token {whose} (visible in ps: prefer --token-file or $NEUCODEX_TOKEN)")
-    p.add_argument("--token-file", help="read the bearer token from this file (first line)")
-
-
-def token(args: argparse.Namespace) -> str | None:
-    """``--token``, else ``--token-file``, else ``$NEUCODEX_TOKEN``; None when none is given."""
-    import os
-
-    if args.token:
-        return args.token
-    if args.token_file:
-        text = read_bytes(args.token_file, "token file").decode(errors="replace").strip().splitlines()
-        if not text or not text[0].strip():
-            raise NeucodexError(f"the token file {args.token_file} is empty")
-        return text[0].strip()
-    return os.environ.get("NEUCODEX_TOKEN") or None

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 from .. import codec
-from ..errors import NeucodexError
-from .common import (
-    policy,
-    policy_arguments,
-    positive,
-    read_bytes,
-    split_argument,
-    stream_arguments,
-    stream_options,
-    token,
-    token_arguments,
-)
+from ..runtime.options import check_target, read_bytes, stream_arguments, stream_options, token, token_arguments
+from .common import policy, policy_arguments, positive, split_argument
 
 NAME = "edge"
 HELP = "the edge: stream a dataset's samples through the cloud server"
@@ -51,23 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--json", action="store_true", help="summary and per-sample metrics as JSON")
     policy_arguments(p, "default: the server's")
-
-
-def check_target(server: str) -> str:
-    """``HOST:PORT``, replicas ``IP:PORT,IP:PORT,…`` or a gRPC target such as ``dns:///name:port``,
-    refused early if malformed."""
-    if server.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
-        return server
-    parts = server.split(",")
-    for part in parts:
-        m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", part.strip())
-        if not m or not 1 <= int(m.group(2)) <= 65535:
-            raise NeucodexError(f"--server {server!r} is not HOST:PORT (e.g. 127.0.0.1:50051) or a list of them")
-        if len(parts) > 1 and not re.fullmatch(r"\[[0-9a-fA-F:.]+\]|[0-9.]+", m.group(1)):
-            raise NeucodexError(
-                f"replica {part!r}: list replicas by IP address, or give one dns:///NAME:PORT that resolves to all"
-            )
-    return server
 
 
 def run(args: argparse.Namespace) -> int:

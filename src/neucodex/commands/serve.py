@@ -10,7 +10,8 @@ import sys
 import threading
 
 from ..errors import NeucodexError
-from .common import policy, policy_arguments, positive, read_bytes, token, token_arguments
+from ..runtime.options import read_bytes, token, token_arguments
+from .common import policy, policy_arguments, positive
 
 NAME = "serve"
 HELP = "the cloud: a gRPC server running decoder + tail per session"

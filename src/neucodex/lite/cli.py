@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 
 from .. import codec
-from ..commands.common import read_bytes, stream_arguments, stream_options, token, token_arguments
-from ..commands.edge import check_target
 from ..errors import NeucodexError
+from ..runtime.options import check_target, read_bytes, stream_arguments, stream_options, token, token_arguments
 
 MEASURES = ("max_softmax", "entropy", "margin")
 
