@@ -67,6 +67,7 @@ def measure_bits(
     channel_probs: np.ndarray | None = None,
     context_probs: np.ndarray | None = None,
     steps: torch.Tensor | None = None,
+    code: torch.Tensor | None = None,
 ) -> BitReport:
     """Encode every sample's code at every timestep it sends, one packet each, and count.
 
@@ -74,13 +75,16 @@ def measure_bits(
     ``steps``: per-sample timesteps actually sent (early exit); default all T.
     SNN codes go through ``format`` (default ``auto``); DNN codes are sent as ``uint8``. Learned
     models (``channel_probs``, ``context_probs``) are those both ends of the runtime share.
+    ``code``: the encoder's output for ``x`` when the caller already has it (an evaluation that
+    just ran the model), so the edge is not run twice.
     """
-    edge = model.edge.eval()
-    mode = model.step_mode
-    edge.set_step_mode("m" if model.spiking else "s")
-    code = edge(x)
-    model.reset_state()
-    model.set_step_mode(mode)
+    if code is None:
+        edge = model.edge.eval()
+        mode = model.step_mode
+        edge.set_step_mode("m" if model.spiking else "s")
+        code = edge(x)
+        model.reset_state()
+        model.set_step_mode(mode)
     if not model.spiking:
         code = code.unsqueeze(0)  # one "timestep"
     T, B = code.shape[:2]

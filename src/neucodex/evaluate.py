@@ -184,15 +184,27 @@ def evaluate_checkpoint(
         batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
     model = ck.model.to(dev)
     policy = policy or info.policy
-    outs, labels, reports = [], [], []
-    for x, y in batches:
-        logits, _ = predict(model, [(x, y)], dev)
-        outs.append(logits)
-        labels.append(y)
-        if info.is_coinference:
-            steps, _ = policy.decide(logits)
-            x = to_model_input(x, torch.device("cpu")).to(dev)
-            reports.append(measure_bits(model, x, steps=steps, channel_probs=info.probs, context_probs=info.context))
+    outs, labels, reports, codes = [], [], [], []
+    keep = (
+        model.stages.encoder.register_forward_hook(lambda _m, _i, out: codes.append(out))
+        if info.is_coinference
+        else None
+    )
+    try:
+        for x, y in batches:
+            logits, _ = predict(model, [(x, y)], dev)  # the code it sends is kept on the way: the edge runs once
+            outs.append(logits)
+            labels.append(y)
+            if info.is_coinference:
+                steps, _ = policy.decide(logits)
+                x = to_model_input(x, torch.device("cpu")).to(dev)
+                code = codes.pop()
+                reports.append(
+                    measure_bits(model, x, steps=steps, channel_probs=info.probs, context_probs=info.context, code=code)
+                )
+    finally:
+        if keep is not None:
+            keep.remove()
     logits, labels = torch.cat(outs, 1), torch.cat(labels)
     ev = evaluate_policy(logits, labels, policy)
     k = logits.shape[-1]
