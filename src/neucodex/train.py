@@ -265,7 +265,7 @@ def make_schedule(opt: torch.optim.Optimizer, oc: OptimConfig) -> torch.optim.lr
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "train_bits", "val_accuracy", "images_per_s", "wall_s")
+CURVE_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "images_per_s", "wall_s", "train_bits")
 
 
 def write_curves(out: Path, history: list[dict]) -> None:
