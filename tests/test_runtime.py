@@ -16,12 +16,12 @@ import zlib
 import grpc
 import pytest
 import torch
-from torch.utils.data import Subset
 
 from neucodex import codec
 from neucodex.accounting import measure_bits
 from neucodex.checkpoint import load_checkpoint
 from neucodex.cli import main
+from neucodex.data import stratified
 from neucodex.errors import NeucodexError
 from neucodex.evaluate import load_split, loader, predict
 from neucodex.exit import ExitPolicy, confidence, evaluate_policy, running_mean
@@ -40,7 +40,7 @@ N = 24
 def setup(coinference_checkpoint):
     """The checkpoint, its test samples, and their offline logits."""
     ck = load_checkpoint(coinference_checkpoint)
-    ds = Subset(load_split(ck.info.experiment(), "test", ck.model.T), range(N))
+    ds = stratified(load_split(ck.info.experiment(), "test", ck.model.T), N)  # as `neucodex edge --limit N` takes
     logits, labels = predict(ck.model, loader(ds, N, False, 0, 0), torch.device("cpu"))
     # a threshold inside the spread of confidences, so some samples exit early and some do not
     conf = confidence(running_mean(logits), "max_softmax")

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..checkpoint import load_checkpoint
+    from ..data import stratified
     from ..evaluate import check_fits, load_split, with_data
     from ..runtime import EdgeClient
     from ..runtime.metrics import stream_dataset, summarize, summary_table
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, data=replace(cfg.data, limit=None))
     ds = load_split(cfg, args.split, ck.model.T)
     check_fits(ck.model, ds, cfg.data.name, ck.info.dataset.get("kind"))
-    indices = range(min(len(ds), args.limit or len(ds)))
+    ds = stratified(ds, args.limit)  # --limit: stratified by class, never the first N of a sorted set
+    indices = range(len(ds))
     with EdgeClient(
         ck,
         check_target(args.server),

@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples: a folder of images (class subfolders give labels), an image, an .npz "
         "(images/x, labels/y), or cifar10-demo (the embedded images; default)",
     )
-    p.add_argument("--limit", type=int, help="only the first this many samples")
+    p.add_argument(
+        "--limit", type=int, help="only the first this many samples (cifar10-demo is stored interleaved by class)"
+    )
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")
     p.add_argument("--codec", default="auto", choices=tuple(c for c in codec.CHOICES if c != "uint8"))

@@ -155,7 +155,7 @@ def analyse(
     bits_all = combine(
         [measure_bits(model, xb, channel_probs=ck.info.probs, context_probs=ck.info.context) for xb, _ in parts]
     )
-    x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))
+    x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))  # ds is interleaved by class: any prefix is balanced
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
     energies, per_sample_mj = coinference_energy(model, backbone, dnn, x, steps, bits_exit, bits_all, radio_p)
