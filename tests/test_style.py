@@ -79,19 +79,24 @@ def _import_graph() -> dict[str, set[str]]:
     return graph
 
 
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Everything ``start`` reaches in ``graph`` (not itself unless through a cycle)."""
+    seen, todo = set(), [start]
+    while todo:
+        for d in graph.get(todo.pop(), ()):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
 def test_imports_go_one_way():
     """No import cycles at module level; ``runtime/`` never imports ``train``; the edge and the
     server do not import each other; the torch-free edge's modules pull in no PyTorch."""
     graph = _import_graph()
 
     def reach(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for d in graph.get(todo.pop(), ()):
-                if d not in seen:
-                    seen.add(d)
-                    todo.append(d)
-        return seen
+        return _reach(graph, start)
 
     cycles = sorted(m for m in graph if m in reach(m))
     assert cycles == [], f"modules in an import cycle: {cycles}"
@@ -131,14 +136,5 @@ def test_folders_import_one_way_too():
             if d != "torch" and folder(d) and folder(m) and folder(d) != folder(m):
                 edges.setdefault(folder(m), set()).add(folder(d))
 
-    def reach(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for d in edges.get(todo.pop(), ()):
-                if d not in seen:
-                    seen.add(d)
-                    todo.append(d)
-        return seen
-
-    loops = sorted(f for f in edges if f in reach(f))
+    loops = sorted(f for f in edges if f in _reach(edges, f))
     assert loops == [], f"folders in an import loop: {loops}"
