@@ -130,7 +130,7 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, tau: float, vth: float, alpha: float):
         k = _kernel()
-        keep = torch.is_grad_enabled() or ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]  # grad mode is always off in here
         s, v_last, h = k.forward(x, v, tau, vth, keep)
         ctx.save_for_backward(h)
         ctx.consts = (tau, vth, alpha)
