@@ -58,7 +58,7 @@ TINY_RUN = [
 def coinference_checkpoint(tmp_path_factory):
     """A small trained co-inference checkpoint on digits (T=3, conv2, c4s2), shared by the session."""
     from neucodex.config import load_config
-    from neucodex.train import finetune, pretrain
+    from neucodex.training import finetune, pretrain
 
     torch.manual_seed(0)
     cfg = load_config("tiny", [f"out={tmp_path_factory.mktemp('runs')}", *TINY_RUN])

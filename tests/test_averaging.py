@@ -15,7 +15,7 @@ from neucodex.checkpoint import load_checkpoint
 from neucodex.cli import main
 from neucodex.config import load_config
 from neucodex.evaluate import load_split, loader, predict
-from neucodex.train import pretrain
+from neucodex.training import pretrain
 
 pytestmark = pytest.mark.slow  # trains two tiny models
 

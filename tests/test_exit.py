@@ -12,7 +12,7 @@ from neucodex.cli import main
 from neucodex.config import load_config
 from neucodex.errors import NeucodexError
 from neucodex.exit import MEASURES, ExitPolicy, calibrate, confidence, evaluate_policy
-from neucodex.train import pretrain
+from neucodex.training import pretrain
 
 from conftest import calibrate_bn
 

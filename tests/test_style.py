@@ -101,7 +101,7 @@ def test_imports_go_one_way():
     cycles = sorted(m for m in graph if m in reach(m))
     assert cycles == [], f"modules in an import cycle: {cycles}"
     runtime = [m for m in graph if m.startswith("neucodex.runtime")]
-    assert runtime and all("neucodex.train" not in reach(m) for m in runtime)
+    assert runtime and all("neucodex.training" not in reach(m) for m in runtime)
     assert "neucodex.runtime.server" not in reach("neucodex.runtime.edge")
     assert "neucodex.runtime.edge" not in reach("neucodex.runtime.server")
     light = [m for m in graph if m.startswith("neucodex.lite")]

@@ -21,7 +21,7 @@ from neucodex.data import build_dataset
 from neucodex.errors import NeucodexError
 from neucodex.evaluate import load_split, loader, predict
 from neucodex.sweep import run_sweep, summarize, sweep_dir
-from neucodex.train import classification_loss, finetune, pretrain
+from neucodex.training import classification_loss, finetune, pretrain
 
 pytestmark = pytest.mark.slow  # trains models or runs servers
 
@@ -232,7 +232,7 @@ def test_edge_spikes_are_the_energy_models_syops_per_dense_op_and_the_penalty_th
     """The penalised rate is what ``energy.count_ops`` counts on the edge (head + encoder, the
     real-input first layer left out), and descending on it alone makes the edge fire less."""
     from neucodex.energy import count_ops
-    from neucodex.train import EdgeSpikes
+    from neucodex.training import EdgeSpikes
 
     torch.manual_seed(0)
     model = CoInferenceModel(
@@ -275,7 +275,7 @@ def test_edge_rate_penalty_is_refused_where_it_cannot_act(tmp_path):
 
 
 def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
-    from neucodex.train import distillation_loss
+    from neucodex.training import distillation_loss
 
     s, t, tau = torch.randn(3, 5, 4), torch.randn(3, 5, 4), 2.0
     expected = 0.0
@@ -291,7 +291,7 @@ def test_distillation_loss_is_the_softened_kl_over_every_cumulative_output():
 
 def test_block_taps_give_the_mean_mse_of_every_block_after_the_cut():
     """Hint distillation compares the tail's block outputs with the backbone's, block by block."""
-    from neucodex.train import BlockTaps
+    from neucodex.training import BlockTaps
 
     torch.manual_seed(0)
     teacher = nc.create_model("vgg-tiny", T=2, in_channels=1, widths=(8, 16, 16)).eval().set_step_mode("m")
@@ -431,7 +431,7 @@ def test_a_short_finetune_does_not_collapse_in_eval_mode(tmp_path, norm_samples)
 
 
 def test_collapse_is_said_loudly():
-    from neucodex.train import collapse_warning
+    from neucodex.training import collapse_warning
 
     assert "collapses in eval mode" in collapse_warning(11.0, 62.0, 10)
     assert collapse_warning(57.0, 62.0, 10) == "" and collapse_warning(11.0, 15.0, 10) == ""
@@ -441,7 +441,7 @@ def test_finetune_recipe_warm_up_frozen_head_and_faster_bottleneck(tmp_path):
     """finetune.bottleneck_samples trains the new bottleneck alone (its feature MSE goes down),
     freeze_head keeps the edge head bit-identical to the backbone's, bottleneck_lr_scale gives the
     encoder and decoder their own learning rate; epochs=0 still stores a checkpoint."""
-    from neucodex.train import make_optimizer
+    from neucodex.training import make_optimizer
 
     cfg = cfg_for(tmp_path, "finetune.epochs=0", "finetune.bottleneck_samples=400", "finetune.freeze_head=true")
     pretrain(cfg, progress=False)

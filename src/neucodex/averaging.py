@@ -18,8 +18,8 @@ import torch
 
 from .checkpoint import CheckpointInfo, load_checkpoint, read_info, save_checkpoint
 from .errors import NeucodexError
-from .evaluate import evaluate, load_split, loader, resolve_device, to_model_input, with_data
-from .train import _data_meta, recalibrate_norms, use_amp
+from .evaluate import evaluate, load_split, loader, resolve_device, with_data
+from .training import data_meta, precise_norms, use_amp
 
 
 def average_state(states: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -71,10 +71,17 @@ def average_checkpoints(
     model.load_state_dict(average_state([m.state_dict() for m in models]))
     del models[1:]
     train = load_split(replace(cfg, data=replace(cfg.data, limit=None)), "train", model.T)
-    batches = loader(train, batch_size, True, cfg.seed + 10_000, 0)
     torch.manual_seed(cfg.seed)  # the crops and flips: the same command gives the same weights
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp(cfg, dev)):
-        recalibrate_norms(model, (to_model_input(x, dev) for x, _ in batches), norm_samples)
+    precise_norms(
+        model,
+        train,
+        samples=norm_samples,
+        batch_size=batch_size,
+        seed=cfg.seed + 10_000,
+        workers=0,
+        device=dev,
+        amp=use_amp(cfg, dev),
+    )
     plain = replace(cfg, data=replace(cfg.data, limit=None, train_augment=False))
     val, test = (_measure(model, load_split(plain, s, model.T), s, batch_size, cfg.seed, dev) for s in ("val", "test"))
     return save_checkpoint(
@@ -82,7 +89,7 @@ def average_checkpoints(
         model,
         infos[0].model,
         config=cfg.to_dict(),
-        dataset=_data_meta(cfg),
+        dataset=data_meta(cfg),
         metrics={
             "test_accuracy": test["accuracy"],
             "test_accuracy_at_t": test["accuracy_at_t"],

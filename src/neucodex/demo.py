@@ -31,7 +31,7 @@ from .report.markdown import head_share, saving
 from .runtime import EdgeClient
 from .runtime.metrics import stream_dataset, summarize
 from .runtime.process import spawn_server, stop_server
-from .train import finetune, pretrain
+from .training import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24

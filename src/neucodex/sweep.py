@@ -18,7 +18,7 @@ from pathlib import Path
 from .checkpoint import read_info
 from .config import ExperimentConfig
 from .errors import NeucodexError
-from .train import finetune
+from .training import finetune
 
 GOALS = ("bits",)
 COLUMNS = [

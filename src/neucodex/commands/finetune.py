@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..train import finetune
+    from ..training import finetune
 
     cfg = experiment(args, optim="finetune")
     point = args.point or cfg.coinference.point

@@ -17,6 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..train import pretrain
+    from ..training import pretrain
 
     print_result(args, pretrain(experiment(args), resume=args.resume, progress=not args.quiet))
