@@ -14,6 +14,7 @@ import pytest
 
 from neucodex.cli import main
 from neucodex.pretrained import resolve
+from neucodex.report import Report
 
 pytestmark = pytest.mark.slow  # trains models or runs servers
 
@@ -73,7 +74,13 @@ def test_demo_quick_json(tmp_path):
 
 
 def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeypatch):
+    """The report, with one more hardware profile registered: it appears in every table, plot and
+    figure without another change (adding a profile is one registration)."""
     import matplotlib.figure
+
+    from neucodex.profiles import HARDWARE, HardwareProfile
+
+    monkeypatch.setitem(HARDWARE, "toy", HardwareProfile("toy", 1.0, 0.5, "a profile added by this test", "Toy chip"))
 
     saved, savefig = [], matplotlib.figure.Figure.savefig
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda f, *a, **k: (saved.append(f), savefig(f, *a, **k)))
@@ -90,17 +97,18 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeyp
         assert not any("times" in t.get_text() for t in ax.get_xticklabels()), ax.get_title()
     r = json.loads(capsys.readouterr().out)
     assert r["samples"] == 32 and r["table1"][0]["point"] == "conv2"
-    assert {"snn_45nm", "snn_rolls", "dnn_45nm"} <= set(r["split_energy"])
+    profiles = {"45nm", "rolls", "toy"}
+    assert set(r["split_energy"]["snn"]) == set(r["split_energy"]["dnn"]) == set(r["energy"]) == profiles
     assert len(r["latency"]) == 3 and r["bits"]["all_T"]["timesteps"] == r["T"]
     per = r["per_sample"]  # only the timesteps each sample ran count, in bits and in energy
     assert len(per) == 32 and all(1 <= p["steps"] <= r["T"] for p in per)
     assert sum(p["payload_bits"] for p in per) / 32 == pytest.approx(r["bits"]["exit"]["payload_bits"])
-    for hw in ("45nm", "rolls"):
-        mean = sum(p[f"edge_mj_{hw}"] for p in per) / 32
+    for hw in profiles:
+        mean = sum(p["edge_mj"][hw] for p in per) / 32
         assert mean == pytest.approx(r["energy"][hw]["co_inference_mj"])
         # SpikeBottleNet's scope: edge-only SNN is Table 3's last split point; the edge's share is
         # the block convs before the cut (the first conv and the encoder are out of scope)
-        e, table = r["energy"][hw], r["split_energy"]["snn_" + hw]
+        e, table = r["energy"][hw], r["split_energy"]["snn"][hw]
         assert r["split_energy"]["scope"] == "paper"
         assert e["edge_only_snn_paper_mj"] == pytest.approx(table[-1]["energy_mj"])
         assert 0 < e["co_inference_compute_paper_mj"] < e["co_inference_compute_mj"]
@@ -115,12 +123,27 @@ def test_report_command_on_a_trained_run(coinference_checkpoint, capsys, monkeyp
         assert (run_dir / name).stat().st_size > 500
     md = (run_dir / "report.md").read_text()
     assert "Table 3" in md and "| split point | conv2 |" in md and "{" not in md.split("## ")[0]  # header: a table
+    assert "| SNN, Toy chip |" in md and "| DNN twin, Toy chip |" in md and "\n| Toy chip | " in md
+    legend = [t.get_text() for t in saved[1].axes[0].get_legend().get_texts()]
+    assert "SNN Toy chip" in legend and "DNN Toy chip" in legend
+    # cloud-only sends the smallest image file at least as accurate as co-inference, counted in real bytes
+    cloud, points = r["cloud_only"], r["codecs"]
+    assert {p["codec"] for p in points} == {"png", "jpeg", "webp"}
+    assert cloud["name"] in {p["name"] for p in points} | {"raw 8-bit"}
+    exit_acc = r["accuracy"]["co_inference_exit"]
+    assert all(p["bits"] >= cloud["bits"] for p in points if p["accuracy"] >= exit_acc)
+    assert r["latency"][0]["cloud_only"] <= r["latency"][0]["cloud_only_raw"] or cloud["name"] == "raw 8-bit"
+    assert f"cloud-only sends | {cloud['name']}" in md
+    assert Report.from_json(json.loads((run_dir / "report.json").read_text())).to_json()["energy"] == r["energy"]
     # no live run in this directory: the per-frame overhead is measured on a loopback server, and said so
     assert r["frame_overhead"]["source"].startswith("measured on a loopback server") and r["frame_overhead"]["ms"] >= 0
     assert "measured on a loopback server" in md
     assert main(["report", str(run_dir), "--samples", "8", "--frame-overhead-ms", "0.7", "--json"]) == 0
     given = json.loads(capsys.readouterr().out)["frame_overhead"]
     assert given == {"ms": 0.7, "source": "given (--frame-overhead-ms), not measured here"}
+    assert main(["report", str(run_dir), "--samples", "8", "--no-codecs", "--frame-overhead-ms", "0", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["codecs"] == [] and plain["cloud_only"]["name"] == "raw 8-bit"
 
 
 def test_report_of_a_missing_run_is_one_line(tmp_path, capsys):

@@ -11,9 +11,10 @@ from torch import nn
 
 import neucodex as nc
 from neucodex.cli import main
-from neucodex.energy import HARDWARE, count_ops, energy, hardware_profile, per_split_point
+from neucodex.energy import count_ops, energy, per_split_point
 from neucodex.errors import NeucodexError
 from neucodex.latency import Link, Timings, co_inference_ms
+from neucodex.profiles import HARDWARE, hardware_profile
 
 from conftest import calibrate_bn
 
@@ -129,7 +130,8 @@ def test_a_sparser_head_is_reported_apart_from_the_cut_and_exit():
     from types import SimpleNamespace
 
     from neucodex.bottleneck import CoInferenceModel
-    from neucodex.energy import coinference_energy, radio_profile
+    from neucodex.energy import OpCounts, coinference_energy
+    from neucodex.profiles import radio_profile
     from neucodex.report.markdown import head_share
 
     torch.manual_seed(0)
@@ -139,23 +141,19 @@ def test_a_sparser_head_is_reported_apart_from_the_cut_and_exit():
     x, steps = torch.rand(8, 1, 16, 16), torch.tensor([1, 2, 2, 1, 2, 2, 1, 2])
     bits = SimpleNamespace(wire_bytes=100.0, per_sample_wire_bytes=(100,) * 8, input_bits=2048)
 
-    def saving() -> dict:
-        e = coinference_energy(model, backbone, dnn, x, steps, bits, bits, radio_profile("wifi"))[0]["45nm"]
-        return {k: e[k] for k in e if k.startswith("compute_reduction")}
+    def saving():
+        counts = OpCounts.of(model, backbone, dnn, x)
+        return coinference_energy(model, counts, steps, bits, bits, radio_profile("wifi"))[0]["45nm"]
 
     same = saving()
-    assert same["compute_reduction_backbone_head"] == pytest.approx(same["compute_reduction_vs_edge_only_snn"])
-    assert same["compute_reduction_backbone_head_paper"] == pytest.approx(
-        same["compute_reduction_vs_edge_only_snn_paper"]
-    )
+    assert same.compute_reduction_backbone_head == pytest.approx(same.compute_reduction_vs_edge_only_snn)
+    assert same.compute_reduction_backbone_head_paper == pytest.approx(same.compute_reduction_vs_edge_only_snn_paper)
     with torch.no_grad():
         model.stages.conv1[1].bias -= 1.0  # a head that fires less than the backbone's
     sparse = saving()
-    assert sparse["compute_reduction_vs_edge_only_snn_paper"] > same["compute_reduction_vs_edge_only_snn_paper"]
-    assert sparse["compute_reduction_backbone_head_paper"] == pytest.approx(
-        same["compute_reduction_backbone_head_paper"]  # the paper's scope leaves the encoder out
+    assert sparse.compute_reduction_vs_edge_only_snn_paper > same.compute_reduction_vs_edge_only_snn_paper
+    assert sparse.compute_reduction_backbone_head_paper == pytest.approx(
+        same.compute_reduction_backbone_head_paper  # the paper's scope leaves the encoder out
     )
     assert head_share(same) is None  # the report and the demo add their line only for a changed head
-    assert f"{100 * sparse['compute_reduction_backbone_head_paper']:.1f}% less in SpikeBottleNet's" in head_share(
-        sparse
-    )
+    assert f"{100 * sparse.compute_reduction_backbone_head_paper:.1f}% less in SpikeBottleNet's" in head_share(sparse)

@@ -345,7 +345,7 @@ def test_a_silent_session_is_ended(setup):
 
 
 def test_p95_is_nearest_rank():
-    from neucodex.runtime.metrics import percentile
+    from neucodex.runtime.clientstats import percentile
 
     assert percentile([1592.36, 1583.80], 95) == 1592.36  # two samples: the larger, never below the mean
     assert percentile(list(range(1, 101)), 95) == 95 and percentile([7.0], 95) == 7.0

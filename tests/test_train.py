@@ -20,7 +20,7 @@ from neucodex.config import ConfigError, load_config, presets
 from neucodex.data import build_dataset
 from neucodex.errors import NeucodexError
 from neucodex.evaluate import load_split, loader, predict
-from neucodex.sweep import run_sweep, summarize, sweep_dir
+from neucodex.sweep import run_sweep, summarize_sweep, sweep_dir
 from neucodex.training import classification_loss, finetune, pretrain
 
 pytestmark = pytest.mark.slow  # trains models or runs servers
@@ -157,11 +157,11 @@ def test_finetune_and_sweep(tmp_path):
     assert "error" not in rows[0] and "stride 16 is larger" in rows[2]["error"]  # reported, not skipped
     # the backbone is evaluated once per sweep; the figure is the one a lone fine-tune measures
     assert [r["backbone_accuracy"] for r in rows[:2]] == [m.backbone_test_accuracy] * 2
-    result = summarize(sweep_dir(cfg), tolerance=100.0)
+    result = summarize_sweep(sweep_dir(cfg), tolerance=100.0)
     built = [r for r in rows if "error" not in r]
     assert result["best"]["payload_bits"] == min(r["payload_bits"] for r in built)  # all within tolerance
     assert "failed: " in (sweep_dir(cfg) / "results.md").read_text()
-    strict = summarize(sweep_dir(cfg), tolerance=-1000.0)
+    strict = summarize_sweep(sweep_dir(cfg), tolerance=-1000.0)
     assert strict["best"] is None and not any(r["selected"] for r in strict["rows"])
     for ext in ("csv", "json", "md"):
         assert (sweep_dir(cfg) / f"results.{ext}").stat().st_size > 0

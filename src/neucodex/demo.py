@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from .cache import cache_root
@@ -21,6 +22,7 @@ from .calibration import calibrate_checkpoint
 from .checkpoint import load_checkpoint, read_info
 from .config import load_config
 from .data import build_dataset, stratified
+from .energy import CoInferenceEnergy
 from .errors import NeucodexError
 from .evaluate import load_split
 from .pretrained import PREFIX as ZOO
@@ -29,7 +31,7 @@ from .pretrained import entry as zoo_entry
 from .report import write_report
 from .report.markdown import head_share, saving
 from .runtime import EdgeClient
-from .runtime.metrics import stream_dataset, summarize
+from .runtime.clientstats import stream_dataset, stream_summary
 from .runtime.process import spawn_server, stop_server
 from .training import finetune, pretrain
 
@@ -167,51 +169,55 @@ def run_demo(
             results = stream_dataset(client, test, range(n), progress=not quiet)
     finally:
         stopped = stop_server(proc)
-    live = summarize(results)
+    live = stream_summary(results)
     (out / "runtime.json").write_text(
         json.dumps({"summary": live, "samples": [r.to_dict() for r in results]}, default=float)
     )
     _say(f"[5/5] writing the report into {out}", quiet)
     r = write_report(out, samples=n, rtt_ms=rtt_ms, device_factor=device_factor, **report_data)
-    bits = r["bits"]["exit"]
+    bits = r.bits["exit"]
     payload = live["payload_bits"]
     ratio = lambda ref: ref / payload if payload else float("inf")  # noqa: E731
     return {
         "run_dir": str(out),
         "checkpoint": coinf_dir,
         "reused": reused,
-        "dataset": r["dataset"],
-        "T": r["T"],
+        "dataset": r.dataset,
+        "T": r.T,
         "samples": n,
         "server": address,
         "server_stopped": stopped,
-        "backbone_accuracy": r["accuracy"]["backbone"],
+        "backbone_accuracy": r.accuracy.backbone,
         "co_inference_accuracy": live["accuracy"],
-        "accuracy_drop": r["accuracy"]["backbone"] - live["accuracy"],
+        "accuracy_drop": r.accuracy.backbone - live["accuracy"],
         "mean_steps": live["mean_steps"],
         "payload_bits": payload,
         "wire_bytes": live["wire_bytes"],
         "grpc_bytes": live["grpc_bytes"],
         "status": live["status"],
         "ratios": {
-            "vs_spikes": ratio(bits["spike_bits"]),
-            "vs_float32": ratio(bits["float32_bits"]),
-            "vs_input": ratio(bits["input_bits"]),
+            "vs_spikes": ratio(bits.spike_bits),
+            "vs_float32": ratio(bits.float32_bits),
+            "vs_input": ratio(bits.input_bits),
         },
-        "energy_mj": r["energy"],
-        "latency_ms": r["latency"],
+        "energy_mj": {hw: e.to_dict() for hw, e in r.energy.items()},
+        "hardware": {hw: p.title for hw, p in r.hardware.items()},
+        "radio": r.radio.to_dict(),
+        "cloud_only": asdict(r.cloud_only),
+        "latency_ms": r.latency,
         "device_factor": device_factor,
         "rtt_ms": rtt_ms,
-        "report": r["files"],
+        "report": r.files,
         "wall_s": time.perf_counter() - t0,
         "pid": os.getpid(),
         "server_pid": proc.pid,
     }
 
 
-def summary_table(s: dict) -> str:
-    e45, er = s["energy_mj"]["45nm"], s["energy_mj"]["rolls"]
-    share = head_share(e45)
+def demo_table(s: dict) -> str:
+    """The demo's summary as text: one line per figure, one energy line per hardware profile."""
+    energies = {hw: CoInferenceEnergy(**e) for hw, e in s["energy_mj"].items()}
+    cloud, radio = s["cloud_only"], s["radio"]
     lines = [
         f"neucodex demo on {s['dataset']} (T={s['T']}, {s['samples']} test samples, "
         f"{'shipped or cached models' if s['reused'] else 'trained now'}; {s['wall_s']:.0f} s)",
@@ -222,24 +228,28 @@ def summary_table(s: dict) -> str:
         f"(codec packets; {s['grpc_bytes']:.1f} as gRPC messages)",
         f"  compression         {s['ratios']['vs_spikes']:.1f}x vs binary spike features over T, "
         f"{s['ratios']['vs_float32']:.1f}x vs float32 features, {s['ratios']['vs_input']:.1f}x vs raw 8-bit input",
-        f"  edge energy, mJ     co-inference {e45['co_inference_mj']:.4g} at 45 nm / "
-        f"{er['co_inference_mj']:.4g} on ROLLS "
-        f"(compute {e45['co_inference_compute_mj']:.3g} / {er['co_inference_compute_mj']:.3g} + radio "
-        f"{e45['co_inference_radio_mj']:.3g}); edge-only SNN {e45['edge_only_snn_mj']:.4g} / "
-        f"{er['edge_only_snn_mj']:.4g}; edge-only DNN {e45['edge_only_dnn_mj']:.4g}",
-        f"  edge energy saving  compute only {saving(e45['compute_reduction_vs_edge_only_snn'])} than edge-only "
-        f"SNN ({saving(e45['compute_reduction_vs_edge_only_snn_paper'])} in SpikeBottleNet's scope: block convs "
-        f"only); with the radio "
-        f"{saving(e45['reduction_vs_edge_only_snn'])} (45 nm); break-even radio cost "
-        f"{e45['break_even_nj_per_bit']:.3g} nJ/bit",
-        *([f"                      {share}"] if share else []),
-        f"  latency, ms         (edge x{s['device_factor']:g} slower than this CPU, RTT {s['rtt_ms']:g} ms)",
+        f"  cloud-only sends    {cloud['name']}, {cloud['bits']:.0f} bits per sample ({cloud['source']})",
+        f"  edge energy, mJ     radio {radio['name']} ({radio['nj_per_bit']:g} nJ/bit); compute in full scope",
     ]
+    for hw, e in energies.items():
+        share = head_share(e)
+        lines += [
+            f"    {s['hardware'][hw]:<17} co-inference {e.co_inference_mj:.4g} (compute {e.co_inference_compute_mj:.3g}"
+            f" + radio {e.co_inference_radio_mj:.3g}); edge-only SNN {e.edge_only_snn_mj:.4g}, DNN "
+            f"{e.edge_only_dnn_mj:.4g}; cloud-only {e.cloud_only_mj:.4g}",
+            f"    {'':<17} compute {saving(e.compute_reduction_vs_edge_only_snn)} than edge-only SNN "
+            f"({saving(e.compute_reduction_vs_edge_only_snn_paper)} in SpikeBottleNet's scope: block convs only); "
+            f"with the radio {saving(e.reduction_vs_edge_only_snn)}; break-even radio cost "
+            f"{e.break_even_nj_per_bit:.3g} nJ/bit",
+            *([f"    {'':<17} {share}"] if share else []),
+        ]
+    lines.append(f"  latency, ms         (edge x{s['device_factor']:g} slower than this CPU, RTT {s['rtt_ms']:g} ms)")
     for row in s["latency_ms"]:
         lines.append(
             f"    {row['bandwidth_mbps']:>5g} Mbit/s      co-inference {row['co_inference_exit_pipelined']:.1f}  "
             f"edge-only SNN {row['edge_only_snn']:.1f}  DNN {row['edge_only_dnn']:.1f}  cloud-only "
-            f"{row['cloud_only']:.1f}  → {row['speedup_vs_edge_only']:.2f}x vs edge-only"
+            f"{row['cloud_only']:.1f}  → {row['speedup_vs_edge_only']:.2f}x vs edge-only, "
+            f"{row['speedup_vs_cloud_only']:.2f}x vs cloud-only"
         )
     lines.append(f"  server              {s['server']} stopped cleanly: {s['server_stopped']}")
     lines.append(f"  report              {s['report'][0]}")

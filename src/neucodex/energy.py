@@ -16,73 +16,15 @@ are left out.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from .errors import NeucodexError
 from .models import Backbone
+from .profiles import HARDWARE, HardwareProfile, RadioProfile
 
 SCOPES = ("full", "paper")
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    """Energy per operation in picojoules."""
-
-    name: str
-    mac_pj: float
-    ac_pj: float
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class RadioProfile:
-    """Marginal transmit energy per bit (nanojoules), excluding idle and tail power."""
-
-    name: str
-    nj_per_bit: float
-    source: str = ""
-
-
-HARDWARE = {
-    "45nm": HardwareProfile("45nm", 4.6, 0.9, "Horowitz, ISSCC 2014 (32-bit float, 45 nm), as SpikeBottleNet"),
-    "rolls": HardwareProfile(
-        "rolls", 4.6, 0.077, "ROLLS, Qiao et al. 2015: 77 fJ per SyOP; real-input layers at 45 nm MAC cost"
-    ),
-}
-RADIOS = {
-    "wifi": RadioProfile("wifi", 283.17, "Huang et al., MobiSys 2012: Wi-Fi uplink 283.17 mW/Mbps"),
-    "lte": RadioProfile("lte", 438.39, "Huang et al., MobiSys 2012: LTE uplink 438.39 mW/Mbps"),
-    "ble": RadioProfile("ble", 153.0, "Siekkinen et al., IEEE WCNC Workshops 2012: BLE ≈ 0.153 µJ/bit"),
-}
-
-
-def hardware_profile(name_or_file: str) -> HardwareProfile:
-    """A named profile (``45nm``, ``rolls``) or a YAML file with ``name``, ``mac_pj``, ``ac_pj``."""
-    if name_or_file in HARDWARE:
-        return HARDWARE[name_or_file]
-    path = Path(name_or_file)
-    if not path.is_file():
-        raise NeucodexError(
-            f"unknown hardware profile {name_or_file!r}: use {', '.join(HARDWARE)} or a YAML file "
-            "with name, mac_pj, ac_pj"
-        )
-    try:
-        d = yaml.safe_load(path.read_text())
-        return HardwareProfile(
-            str(d.get("name", path.stem)), float(d["mac_pj"]), float(d["ac_pj"]), str(d.get("source", path))
-        )
-    except (yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as e:
-        raise NeucodexError(f"{path} is not a hardware profile (need mac_pj and ac_pj numbers): {e}") from None
-
-
-def radio_profile(name: str) -> RadioProfile:
-    if name not in RADIOS:
-        raise NeucodexError(f"unknown radio {name!r}; choose from {', '.join(RADIOS)}")
-    return RADIOS[name]
 
 
 @dataclass
@@ -208,17 +150,17 @@ def edge_energy(
 
 def per_split_point(model: Backbone, x: torch.Tensor, profile: HardwareProfile, scope: str = "full") -> list[dict]:
     """Edge energy (head only, no bottleneck) at every split point of a backbone."""
-    ops = count_ops(model, x)
+    return split_point_rows(model, count_ops(model, x), profile, scope)
+
+
+def split_point_rows(model: Backbone, ops: list[LayerOps], profile: HardwareProfile, scope: str = "full") -> list[dict]:
+    """:func:`per_split_point` from counts already taken: one model run priced under every profile."""
     out = []
     for p in model.split_points:
         e = edge_energy(model, ops, p, profile, scope)
         rb = p.upper() if p.startswith("rb") else None
         out.append({"point": p, "rb": rb, "macs": e.macs, "acs": e.acs, "energy_mj": e.energy_mj})
     return out
-
-
-def radio_mj(bits: float, radio: RadioProfile) -> float:
-    return bits * radio.nj_per_bit * 1e-6
 
 
 @dataclass
@@ -281,25 +223,70 @@ def split_point_energy(
     return SplitPointEnergy(model.arch, "SNN" if model.spiking else "DNN", model.T if model.spiking else 1, rows, note)
 
 
+@dataclass
+class CoInferenceEnergy:
+    """Edge energy per sample (mJ) of co-inference against edge-only and cloud-only, under one
+    hardware profile and one radio. Compute is in full scope (every layer the edge runs) unless
+    named ``paper`` (SpikeBottleNet eq. 7's scope: residual-block convolutions only — no first
+    convolution, downsampling shortcuts or encoder, on either side)."""
+
+    co_inference_compute_mj: float
+    co_inference_radio_mj: float
+    co_inference_mj: float
+    co_inference_all_T_mj: float
+    edge_only_snn_mj: float
+    edge_only_dnn_mj: float  # the DNN twin at this profile's MAC cost
+    cloud_only_mj: float  # the radio sending what cloud-only sends (``cloud_bits``)
+    reduction_vs_edge_only_snn: float
+    reduction_vs_edge_only_dnn: float
+    compute_reduction_vs_edge_only_snn: float  # edge compute only, no radio
+    co_inference_compute_paper_mj: float
+    edge_only_snn_paper_mj: float
+    compute_reduction_vs_edge_only_snn_paper: float
+    # both again with the backbone's own head (equal unless fine-tuning changed the head)
+    compute_reduction_backbone_head: float
+    compute_reduction_backbone_head_paper: float
+    break_even_nj_per_bit: float  # below this radio cost per bit, co-inference beats edge-only SNN
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class OpCounts:
+    """Per-layer counts of a co-inference model, its backbone and the backbone's DNN twin on the
+    same input: each model run once, then priced under every profile and scope."""
+
+    co: list[LayerOps]
+    backbone: list[LayerOps]
+    dnn: list[LayerOps]
+
+    @classmethod
+    def of(cls, model: Backbone, backbone: Backbone, dnn: Backbone, x: torch.Tensor) -> OpCounts:
+        return cls(count_ops(model, x), count_ops(backbone, x), count_ops(dnn, x))
+
+
 def coinference_energy(
     model: Backbone,
-    backbone: Backbone,
-    dnn: Backbone,
-    x: torch.Tensor,
+    counts: OpCounts,
     steps: torch.Tensor,
     bits_exit,
     bits_all,
     radio: RadioProfile,
-) -> tuple[dict, dict]:
+    cloud_bits: float | None = None,
+) -> tuple[dict[str, CoInferenceEnergy], dict[str, list[float]]]:
     """Edge energy per sample of co-inference (compute up to the encoder for the timesteps each
     sample ran, plus the radio for its on-wire bytes) against edge-only SNN and DNN and
-    cloud-only, at 45 nm and on ROLLS; and each sample's co-inference edge energy. Compute is
-    given in full scope and, for the saving against edge-only SNN, in SpikeBottleNet's scope too.
+    cloud-only, under every registered hardware profile; and each sample's co-inference edge
+    energy per profile.
 
-    ``bits_exit`` / ``bits_all``: :class:`~neucodex.accounting.BitReport` with and without early exit.
+    ``bits_exit`` / ``bits_all``: :class:`~neucodex.accounting.BitReport` with and without early
+    exit; ``cloud_bits``: what cloud-only sends per sample (the raw 8-bit input unless given, e.g.
+    the best image-codec point's file bits).
     """
     T = model.T
-    ops_co, ops_bb, ops_dnn = count_ops(model, x), count_ops(backbone, x), count_ops(dnn, x)
+    cloud_bits = bits_exit.input_bits if cloud_bits is None else cloud_bits
+    ops_co, ops_bb, ops_dnn = counts.co, counts.backbone, counts.dnn
     # the paper's scope is the backbone's: its block convs (a co-inference model's only split
     # point is its encoder, which the paper leaves out)
     in_scope = {(o.stage, o.name) for o in ops_bb if o.paper}
@@ -309,7 +296,6 @@ def coinference_energy(
     head = set(model.names()[: model.names().index("encoder")])
     theirs = {(o.stage, o.name): o for o in ops_bb}
     ops_kept = [theirs[(o.stage, o.name)] if o.stage in head else o for o in ops_co]
-    dnn_only = energy(ops_dnn, HARDWARE["45nm"], 1)[2]  # the DNN twin runs at 45 nm in both rows
     energies, per_sample = {}, {}
 
     def compute_mj(prof: HardwareProfile, scope: str, ops=ops_co) -> tuple[list[float], float, float]:
@@ -318,38 +304,32 @@ def coinference_energy(
         whole = energy([o for o in ops_bb if scope == "full" or o.paper], prof, T)[2]
         return per_step, sum(per_step[int(s) - 1] for s in steps) / len(steps), whole
 
-    for hw in ("45nm", "rolls"):
-        prof = HARDWARE[hw]
+    radio_co = radio.mj(bits_exit.wire_bytes * 8)
+    for hw, prof in HARDWARE.items():
         per_step, compute, snn_only = compute_mj(prof, "full")
         _, compute_paper, snn_only_paper = compute_mj(prof, "paper")
         kept = {scope: compute_mj(prof, scope, ops_kept)[1] for scope in SCOPES}
-        radio_co = radio_mj(bits_exit.wire_bytes * 8, radio)
+        dnn_only = energy(ops_dnn, prof, 1)[2]
         co = compute + radio_co
         per_sample[hw] = [
-            per_step[int(s) - 1] + radio_mj(8 * b, radio)
-            for s, b in zip(steps, bits_exit.per_sample_wire_bytes, strict=True)
+            per_step[int(s) - 1] + radio.mj(8 * b) for s, b in zip(steps, bits_exit.per_sample_wire_bytes, strict=True)
         ]
-        energies[hw] = {
-            "co_inference_compute_mj": compute,
-            "co_inference_radio_mj": radio_co,
-            "co_inference_mj": co,
-            "co_inference_all_T_mj": per_step[-1] + radio_mj(bits_all.wire_bytes * 8, radio),
-            "edge_only_snn_mj": snn_only,
-            "edge_only_dnn_mj": dnn_only,
-            "cloud_only_mj": radio_mj(bits_exit.input_bits, radio),
-            "reduction_vs_edge_only_snn": 1 - co / snn_only,
-            "reduction_vs_edge_only_dnn": 1 - co / dnn_only,
-            # edge compute only, no radio; full scope: every layer the edge runs
-            "compute_reduction_vs_edge_only_snn": 1 - compute / snn_only,
-            # SpikeBottleNet's convention (eq. 7's scope): residual-block convolutions only — no
-            # first convolution, downsampling shortcuts or encoder, on either side
-            "co_inference_compute_paper_mj": compute_paper,
-            "edge_only_snn_paper_mj": snn_only_paper,
-            "compute_reduction_vs_edge_only_snn_paper": 1 - compute_paper / snn_only_paper,
-            # both again with the backbone's own head (equal unless fine-tuning changed the head)
-            "compute_reduction_backbone_head": 1 - kept["full"] / snn_only,
-            "compute_reduction_backbone_head_paper": 1 - kept["paper"] / snn_only_paper,
-            # below this radio cost per bit, co-inference (compute + radio) beats edge-only SNN
-            "break_even_nj_per_bit": (snn_only - compute) * 1e6 / max(bits_exit.wire_bytes * 8, 1e-12),
-        }
+        energies[hw] = CoInferenceEnergy(
+            co_inference_compute_mj=compute,
+            co_inference_radio_mj=radio_co,
+            co_inference_mj=co,
+            co_inference_all_T_mj=per_step[-1] + radio.mj(bits_all.wire_bytes * 8),
+            edge_only_snn_mj=snn_only,
+            edge_only_dnn_mj=dnn_only,
+            cloud_only_mj=radio.mj(cloud_bits),
+            reduction_vs_edge_only_snn=1 - co / snn_only,
+            reduction_vs_edge_only_dnn=1 - co / dnn_only,
+            compute_reduction_vs_edge_only_snn=1 - compute / snn_only,
+            co_inference_compute_paper_mj=compute_paper,
+            edge_only_snn_paper_mj=snn_only_paper,
+            compute_reduction_vs_edge_only_snn_paper=1 - compute_paper / snn_only_paper,
+            compute_reduction_backbone_head=1 - kept["full"] / snn_only,
+            compute_reduction_backbone_head_paper=1 - kept["paper"] / snn_only_paper,
+            break_even_nj_per_bit=(snn_only - compute) * 1e6 / max(bits_exit.wire_bytes * 8, 1e-12),
+        )
     return energies, per_sample

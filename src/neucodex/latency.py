@@ -84,8 +84,11 @@ def latency_table(
     exit_steps: float,
     bits_per_step: float,
     device_factor: float,
+    cloud_bits: float | None = None,
 ) -> list[dict]:
-    """One row per bandwidth: every deployment's latency (ms) and co-inference's ratios."""
+    """One row per bandwidth: every deployment's latency (ms) and co-inference's ratios.
+    ``cloud_bits``: what cloud-only sends (e.g. an image file's bits; default the raw input)."""
+    cloud_bits = input_bits if cloud_bits is None else cloud_bits
     rows = []
     for bw in bandwidths_bps:
         link = Link(bw, rtt_ms)
@@ -94,7 +97,8 @@ def latency_table(
             "rtt_ms": rtt_ms,
             "edge_only_snn": edge_only_ms(t, device_factor),
             "edge_only_dnn": edge_only_ms(t, device_factor, dnn=True) if t.dnn_full is not None else None,
-            "cloud_only": cloud_only_ms(t, link, input_bits),
+            "cloud_only": cloud_only_ms(t, link, cloud_bits),
+            "cloud_only_raw": cloud_only_ms(t, link, input_bits),
             "co_inference": co_inference_ms(t, link, T, bits_per_step, device_factor, pipeline=False),
             "co_inference_pipelined": co_inference_ms(t, link, T, bits_per_step, device_factor),
             "co_inference_exit": co_inference_ms(t, link, exit_steps, bits_per_step, device_factor, pipeline=False),

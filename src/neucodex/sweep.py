@@ -109,7 +109,7 @@ def run_sweep(
     return rows
 
 
-def summarize(directory: str | Path, tolerance: float, goal: str = "bits") -> dict:
+def summarize_sweep(directory: str | Path, tolerance: float, goal: str = "bits") -> dict:
     """Select per point and overall; write results.{csv,json,md} into ``directory``."""
     if goal not in GOALS:
         raise NeucodexError(f"unknown goal {goal!r}; available: {', '.join(GOALS)}")

@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..demo import run_demo, summary_table
+    from ..demo import demo_table, run_demo
 
     s = run_demo(
         dataset="digits-dvs" if args.events else args.dataset,
@@ -46,4 +46,4 @@ def run(args: argparse.Namespace) -> None:
         device_factor=args.device_factor,
         checkpoint=args.checkpoint,
     )
-    print(json.dumps(s, default=float) if args.json else summary_table(s))
+    print(json.dumps(s, default=float) if args.json else demo_table(s))

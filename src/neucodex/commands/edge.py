@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import stratified
     from ..evaluate import check_fits, load_split, with_data
     from ..runtime import EdgeClient
-    from ..runtime.metrics import stream_dataset, summarize, summary_table
+    from ..runtime.clientstats import stream_dataset, stream_summary, stream_table
 
     ck = load_checkpoint(args.checkpoint)
     cfg = ck.info.experiment()
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
         fallback=args.fallback,
     ) as client:
         results = stream_dataset(client, ds, indices, progress=not args.quiet)
-    summary = summarize(results)
+    summary = stream_summary(results)
     if args.json:
         print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
     else:
-        print(summary_table(summary))
+        print(stream_table(summary))
     failed, local = summary["status"]["failed"], summary["status"]["fallback"]
     errors = sorted({r.error for r in results if r.status != "ok" and r.error})
     if local:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..profiles import HARDWARE, hardware_profile
 from .common import positive
 
 NAME = "energy"
@@ -23,7 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("full", "paper"),
         help="paper: residual-block convs only, as SpikeBottleNet Table 3",
     )
-    p.add_argument("--profile", default="45nm", help="45nm, rolls, or a YAML file with mac_pj and ac_pj")
+    p.add_argument(
+        "--profile",
+        default="45nm",
+        help=f"a hardware profile ({', '.join(HARDWARE)}) or a YAML file with mac_pj and ac_pj",
+    )
     p.add_argument("--input-size", type=positive, default=32)
     p.add_argument("--in-channels", type=positive, default=3)
     p.add_argument("--num-classes", type=positive, default=10)
@@ -34,9 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import sys
 
-    from ..energy import hardware_profile, split_point_energy
+    from ..energy import split_point_energy
 
-    profile = hardware_profile(args.profile)
+    profile = hardware_profile(args.profile)  # an unknown profile fails before PyTorch loads
     table = split_point_energy(
         args.checkpoint,
         args.model,

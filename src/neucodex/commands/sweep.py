@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..sweep import run_sweep, summarize, sweep_dir
+    from ..sweep import run_sweep, summarize_sweep, sweep_dir
 
     cfg = experiment(args, optim="finetune")
     if args.bottlenecks:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> None:
     tolerance = cfg.sweep.tolerance if args.tolerance is None else args.tolerance
     if not args.merge:
         run_sweep(cfg, args.checkpoint or cfg.run_dir / "backbone", args.point, progress=not args.quiet)
-    result = summarize(sweep_dir(cfg), tolerance, args.goal or cfg.sweep.goal)
+    result = summarize_sweep(sweep_dir(cfg), tolerance, args.goal or cfg.sweep.goal)
     if args.json:
         print(json.dumps(result, indent=1, default=float))
     else:

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 every sample answered, 1 some samples failed, 2 a usage or setup error."""
-    from ..runtime.metrics import stream_dataset, summarize, summary_table
+    from ..runtime.clientstats import stream_dataset, stream_summary, stream_table
     from .client import OnnxEdgeClient
     from .inputs import read_samples
 
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
         xs, ys = read_samples(args.input, client.edge.bundle.input_shape)
         samples = list(zip(xs, ys, strict=True))[: args.limit]
         results = stream_dataset(client, samples, progress=not args.quiet)
-    summary = summarize(results)
+    summary = stream_summary(results)
     if args.json:
         print(json.dumps({"summary": summary, "samples": [r.to_dict() for r in results]}, default=float))
     else:
-        print(summary_table(summary))
+        print(stream_table(summary))
     failed = summary["status"]["failed"]
     if failed:
         errors = sorted({r.error for r in results if r.error})

@@ -17,15 +17,20 @@ import torch
 from torch.utils.data import Subset
 
 from ..accounting import combine, measure_bits
+from ..baselines import CodecPoint, codec_curve
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
 from ..data import stratified
-from ..energy import HARDWARE, coinference_energy, per_split_point, radio_profile
+from ..energy import OpCounts, coinference_energy, split_point_rows
 from ..evaluate import check_fits, load_split, predict, resolve_device, to_model_input, with_data
 from ..exit import evaluate_policy
 from ..latency import latency_table, measure_frame_overhead, measure_timings
 from ..models import create_model
+from ..profiles import HARDWARE, radio_profile
+from .schema import Accuracy, CloudOnly, FrameOverhead, Report, SplitEnergy
 
 BANDWIDTHS = [1e6, 10e6, 100e6]
+CODEC_QUALITIES = (10, 30, 50, 70, 90)
+"""The JPEG / WebP quality grid of the report's cloud-only codec points."""
 
 
 def find_checkpoints(run_dir: Path) -> tuple[Path, list[Path]]:
@@ -110,6 +115,16 @@ def table1_rows(run_dir: Path, coinf: list[Path]) -> list[dict]:
     return rows
 
 
+def cloud_only_point(points: list[CodecPoint], accuracy: float, input_bits: int) -> CloudOnly:
+    """The smallest image file whose accuracy is at least ``accuracy`` (co-inference's, with exit):
+    cloud-only at the same service. The raw 8-bit input when no file qualifies or none was made."""
+    ok = [p for p in points if p.accuracy >= accuracy]
+    if not ok:
+        return CloudOnly("raw 8-bit", float(input_bits), None, "the input as 8-bit values (no codec point as accurate)")
+    p = min(ok, key=lambda p: p.bytes_per_image)
+    return CloudOnly(p.name, p.bits, p.accuracy, "the smallest image file at least as accurate as co-inference")
+
+
 def analyse(
     run_dir: str | Path,
     *,
@@ -121,12 +136,15 @@ def analyse(
     dataset: str | None = None,
     root: str | None = None,
     frame_overhead_ms: float | None = None,
-) -> dict:
-    """Every figure of the report, as a dict (what ``report.json`` holds).
+    codecs: bool = True,
+) -> Report:
+    """Every figure of the report (what ``report.json`` holds).
 
     Test samples come from the checkpoint's own dataset, or ``dataset`` / ``root``; ``samples`` of
     them are taken stratified by class and interleaved, so the firing rates of the energy figures,
-    measured on the first :data:`OPS_SAMPLES` (or all), cover every class alike."""
+    measured on the first :data:`OPS_SAMPLES` (or all), cover every class alike. ``codecs``: send
+    the same images as PNG / JPEG / WebP files too (static images only), and use the smallest one
+    as accurate as co-inference as the cloud-only row."""
     run_dir = Path(run_dir)
     radio_p = radio_profile(radio)  # an unknown radio fails before any evaluation work
     backbone_dir, coinf = find_checkpoints(run_dir)
@@ -155,16 +173,19 @@ def analyse(
     bits_all = combine(
         [measure_bits(model, xb, channel_probs=ck.info.probs, context_probs=ck.info.context) for xb, _ in parts]
     )
+    images = torch.stack([ds[i][0] for i in range(len(ds))])
+    points = codec_curve(backbone, images, labels, CODEC_QUALITIES)[1] if codecs and images.dim() == 4 else []
+    cloud = cloud_only_point(points, ev["accuracy"], bits_exit.input_bits)
     x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))  # ds is interleaved by class: any prefix is balanced
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
-    energies, per_sample_mj = coinference_energy(model, backbone, dnn, x, steps, bits_exit, bits_all, radio_p)
-    split_energy = {
-        "scope": scope,
-        "snn_45nm": per_split_point(backbone, x, HARDWARE["45nm"], scope),
-        "snn_rolls": per_split_point(backbone, x, HARDWARE["rolls"], scope),
-        "dnn_45nm": per_split_point(dnn, x, HARDWARE["45nm"], scope),
-    }
+    counts = OpCounts.of(model, backbone, dnn, x)  # each model run once, priced under every profile
+    energies, per_sample_mj = coinference_energy(model, counts, steps, bits_exit, bits_all, radio_p, cloud.bits)
+    split_energy = SplitEnergy(
+        scope,
+        {hw: split_point_rows(backbone, counts.backbone, prof, scope) for hw, prof in HARDWARE.items()},
+        {hw: split_point_rows(dnn, counts.dnn, prof, scope) for hw, prof in HARDWARE.items()},
+    )
 
     runtime = json.loads((run_dir / "runtime.json").read_text()) if (run_dir / "runtime.json").is_file() else None
     if runtime and runtime["summary"]["status"]["ok"]:  # measured in this run: round trip minus cloud compute
@@ -182,6 +203,7 @@ def analyse(
         BANDWIDTHS,
         rtt_ms,
         input_bits=bits_exit.input_bits,
+        cloud_bits=cloud.bits,
         T=T,
         exit_steps=bits_exit.timesteps,
         bits_per_step=bits_exit.wire_bytes * 8 / bits_exit.timesteps,
@@ -189,43 +211,39 @@ def analyse(
     )
 
     bb_acc = 100.0 * (bb_logits.mean(0).argmax(-1) == labels).float().mean().item()
-    return {
-        "run_dir": str(run_dir),
-        "checkpoint": str(main_dir),
-        "backbone": str(backbone_dir),
-        "model": ck.info.model.to_dict(),
-        "dataset": cfg.data.name,
-        "samples": len(ds),
-        "T": T,
-        "policy": policy.to_dict(),
-        "accuracy": {
-            "backbone": bb_acc,
-            "co_inference_all_T": ev["accuracy_all_T"],
-            "co_inference_exit": ev["accuracy"],
-            "drop_vs_backbone": bb_acc - ev["accuracy"],
-        },
-        "mean_steps": ev["mean_steps"],
-        "exit_histogram": ev["histogram"],
-        "bits": {"exit": bits_exit.to_dict(), "all_T": bits_all.to_dict()},
-        "energy": energies,
-        "radio": {"name": radio, "nj_per_bit": radio_p.nj_per_bit, "source": radio_p.source},
-        "hardware": {k: {"mac_pj": v.mac_pj, "ac_pj": v.ac_pj, "source": v.source} for k, v in HARDWARE.items()},
-        "split_energy": split_energy,
-        "timings_ms": timings.to_dict(),
-        "frame_overhead": {"ms": overhead, "source": overhead_source},
-        "device_factor": device_factor,
-        "latency": latency,
-        "table1": table1_rows(run_dir, coinf),
-        "per_sample": [
+    return Report(
+        run_dir=str(run_dir),
+        checkpoint=str(main_dir),
+        backbone=str(backbone_dir),
+        model=ck.info.model.to_dict(),
+        dataset=cfg.data.name,
+        samples=len(ds),
+        T=T,
+        policy=policy.to_dict(),
+        accuracy=Accuracy(bb_acc, ev["accuracy_all_T"], ev["accuracy"], bb_acc - ev["accuracy"]),
+        mean_steps=ev["mean_steps"],
+        exit_histogram=ev["histogram"],
+        bits={"exit": bits_exit, "all_T": bits_all},
+        energy=energies,
+        radio=radio_p,
+        hardware=dict(HARDWARE),
+        split_energy=split_energy,
+        timings_ms=timings,
+        frame_overhead=FrameOverhead(overhead, overhead_source),
+        device_factor=device_factor,
+        latency=latency,
+        table1=table1_rows(run_dir, coinf),
+        cloud_only=cloud,
+        codecs=points,
+        per_sample=[
             {
                 "label": int(labels[i]),
                 "prediction": ev["predictions"][i],
                 "steps": ev["steps"][i],
                 "payload_bits": bits_exit.per_sample_bits[i],
-                "edge_mj_45nm": per_sample_mj["45nm"][i],
-                "edge_mj_rolls": per_sample_mj["rolls"][i],
+                "edge_mj": {hw: per_sample_mj[hw][i] for hw in HARDWARE},
             }
             for i in range(len(ds))
         ],
-        "runtime": runtime and runtime.get("summary"),
-    }
+        runtime=runtime and runtime.get("summary"),
+    )

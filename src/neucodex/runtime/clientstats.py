@@ -1,4 +1,5 @@
-"""Streaming a dataset through an edge client, and the per-run summary of its samples."""
+"""Client statistics: streaming a dataset through an edge client, and the summary of its samples
+(the server's own metrics are in :mod:`.observe`)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def summarize(results: Sequence[SampleResult]) -> dict:
+def stream_summary(results: Sequence[SampleResult]) -> dict:
     """Means per sample (per frame for round trips) and counts by status."""
     if not results:
         raise InvalidArgumentError("no samples were streamed")
@@ -58,7 +59,7 @@ def summarize(results: Sequence[SampleResult]) -> dict:
     }
 
 
-def summary_table(s: dict) -> str:
+def stream_table(s: dict) -> str:
     acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.2f}%"
     rows = [
         (
