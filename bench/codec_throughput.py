@@ -21,7 +21,7 @@ import numpy as np
 
 from neucodex import codec
 
-PLAIN = tuple(f for f in codec.SPIKE_FORMATS if codec.REGISTRY[f].usable(codec.Priors(), 0))
+PLAIN = tuple(f for f in codec.SPIKE_FORMATS if codec.REGISTRY[f].usable(codec.Priors(), 0, 0))
 """The spike formats that need no learned model (the context format is measured by the tests)."""
 
 

@@ -17,6 +17,8 @@ Payload formats:
 - ``context`` — ANS coding with learned probabilities ``p[k, c]`` conditioned on what the receiver
   already holds: the same neuron's bit at the previous timestep (``k`` = 0 or 1), or ``k`` = 2 at
   timestep 0 (:mod:`neucodex.entropy` learns them; both ends keep the previous map).
+- ``context-ac`` — the same model, arithmetic-coded to the bit: on small maps, where an ANS
+  stream's whole 32-bit words would be most of the packet.
 
 Each format is one small class in a registry (:data:`REGISTRY`): a new format is one class with
 ``@register``; ``auto``, the CLIs and the server take the list from it. ``auto`` picks the smallest
@@ -250,8 +252,8 @@ class Format:
     flags: int = 0  # the flag bits this format may set
     spikes: bool = True  # a spike format (``auto`` tries it); else real features
 
-    def usable(self, priors: Priors, timestep: int) -> bool:
-        """Whether ``auto`` can try it with what both ends share."""
+    def usable(self, priors: Priors, timestep: int, size: int) -> bool:
+        """Whether ``auto`` can try it on a map of ``size`` neurons with what both ends share."""
         return True
 
     def encode(self, bits: np.ndarray, shape4, priors: Priors, timestep: int) -> tuple[bytes, int]:
@@ -339,7 +341,7 @@ class Context(Format):
 
     name, code = "context", 4
 
-    def usable(self, priors, timestep):
+    def usable(self, priors, timestep, size):
         return priors.context_probs is not None and (timestep == 0 or priors.previous is not None)
 
     def _groups(self, shape4, priors: Priors, timestep: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
@@ -378,6 +380,128 @@ class Context(Format):
         values = np.empty(order.size, np.uint8)
         values[order] = _ans_decode(payload, groups) if groups else np.zeros(0, np.uint8)
         return values
+
+
+@register
+class ContextAC(Context):
+    """The ``context`` model, arithmetic-coded to the bit (a binary coder with 32-bit integer
+    intervals, 16-bit probabilities, a two-bit termination and no trailing zero bytes).
+
+    Why: an ANS stream ends in whole 32-bit words, which on a small map (a few hundred neurons,
+    where a rate-trained code sends a few dozen bits per step) is most of the packet. Coding is a
+    Python loop per neuron, so it is offered only up to :data:`AC_MAX_ELEMENTS` neurons; a decoder
+    accepts only the exact bytes the encoder writes for what it decoded (re-encoded and compared),
+    so a malformed payload is a :class:`CodecError`, never a different map.
+    """
+
+    name, code = "context-ac", 5
+
+    def usable(self, priors, timestep, size):
+        return size <= AC_MAX_ELEMENTS and super().usable(priors, timestep, size)
+
+    def _ones(self, shape4, priors: Priors, timestep: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in coding order, each one's P(1) in 1/65536)."""
+        if int(np.prod(shape4)) > AC_MAX_ELEMENTS:
+            raise CodecError(f"the {self.name} format codes maps of at most {AC_MAX_ELEMENTS} neurons")
+        order, groups = self._groups(shape4, priors, timestep)
+        q = np.concatenate([np.full(size, p) for size, p in groups]) if groups else np.zeros(0)
+        return order, np.clip(np.rint(q * _AC_ONE), 1, _AC_ONE - 1).astype(np.int64)
+
+    def encode(self, bits, shape4, priors, timestep):
+        order, q = self._ones(shape4, priors, timestep)
+        return _ac_encode(bits[order].tolist(), q.tolist()), 0
+
+    def decode(self, payload, shape4, flags, priors, timestep):
+        order, q = self._ones(shape4, priors, timestep)
+        if len(payload) > 2 * q.size + 8:  # every neuron costs at most 16 bits (P ≥ 1/65536)
+            raise CodecError(f"{self.name} payload of {len(payload)} bytes is too long for {q.size} neurons")
+        ones = q.tolist()
+        decoded = _ac_decode(bytes(payload), ones)
+        if _ac_encode(decoded, ones) != bytes(payload):
+            raise CodecError(f"{self.name} payload is not what the encoder writes for the map it decodes to")
+        values = np.empty(order.size, np.uint8)
+        values[order] = decoded
+        return values
+
+
+AC_MAX_ELEMENTS = 1024
+"""The largest map the bit-exact arithmetic format codes (a Python loop per neuron)."""
+_AC_ONE = 1 << 16
+_AC_TOP, _AC_HALF, _AC_QUARTER = (1 << 32) - 1, 1 << 31, 1 << 30
+
+
+def _ac_encode(bits: list[int], ones: list[int]) -> bytes:
+    """Binary arithmetic coding (Witten, Neal and Cleary's carry-less coder) of ``bits``, each with
+    ``P(1) = ones[i] / 65536``; the value is closed with two bits and zero-padded to bytes, and
+    trailing zero bytes are left out (the decoder reads past the end as zeros)."""
+    low, high, pending, out = 0, _AC_TOP, 0, []
+    emit = out.append
+    for bit, q in zip(bits, ones, strict=True):
+        split = low + (((high - low + 1) * (_AC_ONE - q)) >> 16) - 1
+        if bit:
+            low = split + 1
+        else:
+            high = split
+        while True:
+            if high < _AC_HALF:
+                emit(0)
+                out.extend([1] * pending)
+                pending = 0
+            elif low >= _AC_HALF:
+                emit(1)
+                out.extend([0] * pending)
+                pending = 0
+                low -= _AC_HALF
+                high -= _AC_HALF
+            elif low >= _AC_QUARTER and high < _AC_HALF + _AC_QUARTER:
+                pending += 1
+                low -= _AC_QUARTER
+                high -= _AC_QUARTER
+            else:
+                break
+            low, high = 2 * low, 2 * high + 1
+    pending += 1
+    if low < _AC_QUARTER:
+        emit(0)
+        out.extend([1] * pending)
+    else:
+        emit(1)
+        out.extend([0] * pending)
+    return np.packbits(np.asarray(out, np.uint8)).tobytes().rstrip(b"\0")
+
+
+def _ac_decode(payload: bytes, ones: list[int]) -> list[int]:
+    """The ``len(ones)`` bits :func:`_ac_encode` wrote into ``payload``."""
+    stream = np.unpackbits(np.frombuffer(payload, np.uint8)).tolist()
+    stream += [0] * max(0, 32 - len(stream))  # reads past the end are zeros
+    value = int("".join(map(str, stream[:32])), 2)
+    at, low, high, bits = 32, 0, _AC_TOP, []
+    for q in ones:
+        split = low + (((high - low + 1) * (_AC_ONE - q)) >> 16) - 1
+        if value > split:
+            bits.append(1)
+            low = split + 1
+        else:
+            bits.append(0)
+            high = split
+        while True:
+            if high < _AC_HALF:
+                pass
+            elif low >= _AC_HALF:
+                low -= _AC_HALF
+                high -= _AC_HALF
+                value -= _AC_HALF
+            elif low >= _AC_QUARTER and high < _AC_HALF + _AC_QUARTER:
+                low -= _AC_QUARTER
+                high -= _AC_QUARTER
+                value -= _AC_QUARTER
+            else:
+                break
+            if at >= len(stream):
+                stream.append(0)
+            low, high, value = 2 * low, 2 * high + 1, 2 * value + stream[at]
+            at += 1
+    return bits
 
 
 def _context_p(context_probs: np.ndarray, channels: int) -> np.ndarray:
@@ -435,7 +559,7 @@ def encode(
             candidates = [
                 (f.encode(bits, shape4, priors, timestep), name)
                 for name, f in REGISTRY.items()
-                if f.spikes and f.usable(priors, timestep)
+                if f.spikes and f.usable(priors, timestep, bits.size)
             ]
             if channel_probs is not None:  # the in-band entropy code competes with the learned one
                 candidates.append(
