@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from neucodex.checkpoint import load_checkpoint
 from neucodex.cli import main
@@ -72,3 +73,33 @@ def test_the_cli_says_it_in_one_line(coinference_checkpoint, original, tmp_path,
     assert main(["evaluate", "--checkpoint", str(d)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "threshold must be a number" in err[0]
+
+
+def test_codemodels_counts_the_code_models_and_changes_only_the_bits(coinference_checkpoint, tmp_path, capsys):
+    """``neucodex codemodels`` stores channel and context probabilities counted on training images:
+    the weights (model id) stay, the probabilities are valid, and the measured payload with them is
+    no larger than without (auto keeps the smallest format)."""
+    from neucodex.accounting import measure_bits
+    from neucodex.evaluate import load_split, to_model_input
+
+    d = tmp_path / "ck"
+    shutil.copytree(coinference_checkpoint, d)
+    before = json.loads((d / "model.json").read_text())
+    for key in ("channel_probs", "context_probs"):
+        before.pop(key, None)
+    (d / "model.json").write_text(json.dumps(before))
+    assert main(["codemodels", "--checkpoint", str(d), "--samples", "40", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    ck = load_checkpoint(d)
+    assert ck.info.sha256 == before["sha256"] and summary["samples"] == 40
+    C = ck.model.code_shape[0]
+    assert ck.info.context.shape == (3, C) and ((0 < ck.info.context) & (ck.info.context < 1)).all()
+    assert 0 < summary["h_context_bits"] <= summary["h_channel_bits"] + 1e-9
+    assert ck.info.metrics["code_models"] == summary
+    x = torch.stack([s[0] for s in (load_split(ck.info.experiment(), "test", ck.model.T)[i] for i in range(16))])
+    x = to_model_input(x, torch.device("cpu"))
+    plain = measure_bits(ck.model, x)
+    learned = measure_bits(ck.model, x, channel_probs=ck.info.probs, context_probs=ck.info.context)
+    assert learned.payload_bits <= plain.payload_bits
+    assert main(["codemodels", "--checkpoint", "zoo:cifar10-resnet18-rb4"]) == 2
+    assert "shipped read-only" in capsys.readouterr().err

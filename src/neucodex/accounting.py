@@ -169,6 +169,10 @@ class CodeModels:
     h_channel_bits: float  # H(p_c) per sample: the per-channel coder's floor
     samples: int
 
+    def summary(self) -> dict:
+        """The floors and the sample count (what a checkpoint's metrics keep)."""
+        return {"h_context_bits": self.h_context_bits, "h_channel_bits": self.h_channel_bits, "samples": self.samples}
+
 
 @torch.no_grad()
 def fit_code_models(model: CoInferenceModel, batches: Iterable[torch.Tensor]) -> CodeModels:

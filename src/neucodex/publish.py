@@ -11,7 +11,7 @@ import numpy as np
 from safetensors.numpy import load_file, save, save_file
 from safetensors.torch import load_file as load_torch
 
-from .checkpoint import read_info
+from .checkpoint import CheckpointInfo, read_info
 from .pretrained import (
     CHECK_SAMPLES,
     DELTA,
@@ -150,6 +150,27 @@ def measure_heldout(e: ZooEntry, root: str | Path, dataset: str = "imagefolder")
 
     r = evaluate_checkpoint(PREFIX + e.name, dataset=dataset, root=str(root), device="cpu")
     e = replace(e, heldout={k: r[k] for k in HELDOUT_KEYS})
+    write_index([x for x in entries() if x.name != e.name] + [e])
+    return e
+
+
+def refit_code_models(e: ZooEntry, root: str | Path, samples: int | None = 10_000) -> ZooEntry:
+    """Count a shipped spiking cut's code models on ``samples`` training images at ``root`` and
+    write them into its ``model.json`` (its weights, model id and accuracy stay; its bits change,
+    so re-measure it after)."""
+    from dataclasses import replace
+
+    from .codemodels import count_code_models
+
+    models = count_code_models(PREFIX + e.name, samples, root=str(root), device="cpu")
+    path = HERE / e.name / "model.json"
+    raw = json.loads(path.read_text())
+    raw["channel_probs"] = models.channel_probs.tolist()
+    raw["context_probs"] = models.context_probs.tolist()
+    raw.setdefault("metrics", {})["code_models"] = models.summary()
+    CheckpointInfo.from_dict(raw, str(path))  # still a valid description, checked before it is written
+    path.write_text(json.dumps(raw, indent=1, default=str))
+    e = replace(e, json_sha256=sha256_file(path))
     write_index([x for x in entries() if x.name != e.name] + [e])
     return e
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from . import (
     average,
     calibrate,
+    codemodels,
     datasets,
     demo,
     edge,
@@ -34,6 +35,7 @@ COMMANDS = (
     average,
     sweep,
     calibrate,
+    codemodels,
     evaluate,
     serve,
     edge,

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one object per entry")
     p.add_argument("--markdown", action="store_true", help="a Markdown table with the demo figures (as in the README)")
     p.add_argument("--add", metavar="DIR", help="(maintainers) add a checkpoint directory as fp16 under --name")
-    p.add_argument("--name", help="entry name for --add")
+    p.add_argument("--name", help="entry name for --add; with --remeasure or --code-models, only this entry")
     p.add_argument("--source", default="", help="how the checkpoint was made, for --add")
     p.add_argument("--backbone", help="for --add of a co-inference checkpoint: its backbone's zoo entry")
     p.add_argument("--demo-dataset", help="for --add: evaluate the shipped weights on this dataset and store it")
@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--remeasure",
         metavar="ROOT",
         help="(maintainers) re-measure every entry as shipped: on the demo images, and on the held-out test at ROOT",
+    )
+    p.add_argument(
+        "--code-models",
+        metavar="ROOT",
+        help="(maintainers) count every spiking cut's code models (or --name's) on 10,000 training images at ROOT "
+        "and store them in the entry; re-measure after",
     )
     p.add_argument(
         "--delta-fp32",
@@ -33,10 +39,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..pretrained import entries
 
+    if args.code_models:
+        from ..checkpoint import read_info
+        from ..pretrained import PREFIX
+        from ..publish import refit_code_models
+
+        for e in entries():
+            if e.kind == "coinference" and args.name in (None, e.name) and read_info(PREFIX + e.name).model.spiking:
+                e = refit_code_models(e, args.code_models)
+                print(f"zoo:{e.name}: code models counted; model.json {e.json_sha256[:16]}…")
+        return
     if args.remeasure:
         from ..publish import measure_heldout, measure_on_demo
 
         for e in entries():
+            if args.name not in (None, e.name):
+                continue
             e = measure_on_demo(e, e.check["dataset"] if e.check else "cifar10-demo")
             e = measure_heldout(e, args.remeasure, e.dataset)
             print(

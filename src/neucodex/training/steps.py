@@ -243,10 +243,6 @@ def finetune(
         "bits": bits,
     }
     if models is not None:
-        extra["code_models"] = {
-            "h_context_bits": models.h_context_bits,
-            "h_channel_bits": models.h_channel_bits,
-            "samples": models.samples,
-        }
+        extra["code_models"] = models.summary()
     fields = _finish(model, cfg, out, test_ds, result, extra)
     return FinetuneResult(**fields) if fields else None
