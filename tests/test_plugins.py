@@ -17,7 +17,7 @@ from neucodex.errors import InvalidArgumentError
 
 PLUGIN = """
 from neucodex.data import DatasetSpec, build_dataset
-from neucodex.models.zoo import vgg_tiny
+from neucodex.models.vgg import vgg_tiny
 
 
 def my_net(**kw):

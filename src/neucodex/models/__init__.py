@@ -1,6 +1,7 @@
 """Spiking backbones (and their DNN twins) built from SpikingJelly layers."""
 
-from . import zoo as _zoo  # noqa: F401  (registers the entry points)
+from . import resnet as _resnet  # noqa: F401  (each registers its entry points)
+from . import vgg as _vgg  # noqa: F401
 from .backbone import Backbone, Stages, from_sequential
 from .layers import NeuronConfig
 from .registry import create_model, list_models, register_model

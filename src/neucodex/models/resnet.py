@@ -21,6 +21,7 @@ from .layers import (
     conv_unit,
     make_neuron,
 )
+from .registry import register_model
 
 
 class _Residual(nn.Module):
@@ -108,3 +109,35 @@ def build_resnet(
         input_size=input_size,
         num_classes=num_classes,
     )
+
+
+# --- entry points (create_model names) ------------------------------------------------------
+
+
+@register_model
+def resnet18(**kw) -> Backbone:
+    return build_resnet("resnet18", BasicBlock, [2, 2, 2, 2], **kw)
+
+
+@register_model
+def resnet18_half(**kw) -> Backbone:
+    """ResNet-18 at half width (32/64/128/256): the CIFAR-10 model a 2-core CPU can train."""
+    kw.setdefault("widths", (32, 64, 128, 256))
+    return build_resnet("resnet18-half", BasicBlock, [2, 2, 2, 2], **kw)
+
+
+@register_model
+def resnet34(**kw) -> Backbone:
+    return build_resnet("resnet34", BasicBlock, [3, 4, 6, 3], **kw)
+
+
+@register_model
+def resnet50(**kw) -> Backbone:
+    return build_resnet("resnet50", Bottleneck, [3, 4, 6, 3], **kw)
+
+
+@register_model
+def resnet_tiny(**kw) -> Backbone:
+    """Four basic blocks of 16/32/64/128 channels: for CPU minutes on small inputs."""
+    kw.setdefault("widths", (16, 32, 64, 128))
+    return build_resnet("resnet-tiny", BasicBlock, [1, 1, 1, 1], **kw)

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import InvalidArgumentError
 from .backbone import Backbone, assemble
 from .layers import NeuronConfig, conv_unit
+from .registry import register_model
 
 VGG_CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -58,3 +59,23 @@ def build_vgg(
         input_size=input_size,
         num_classes=num_classes,
     )
+
+
+# --- entry points (create_model names) ------------------------------------------------------
+
+
+@register_model
+def vgg11(**kw) -> Backbone:
+    return build_vgg("vgg11", VGG_CFGS["vgg11"], **kw)
+
+
+@register_model
+def vgg16(**kw) -> Backbone:
+    return build_vgg("vgg16", VGG_CFGS["vgg16"], **kw)
+
+
+@register_model
+def vgg_tiny(widths: tuple[int, int, int] = (16, 32, 64), **kw) -> Backbone:
+    """Three conv units (default 16/32/64) with two pools: the tiny preset's backbone."""
+    a, b, c = widths
+    return build_vgg("vgg-tiny", [a, "M", b, "M", c], **kw)
