@@ -181,3 +181,31 @@ def test_torch_free_edge_bad_input_is_one_line(exported, tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no samples at" in run.stderr
     run = run_lite_edge("--model", str(out), "--server", "not-an-address")
     assert run.returncode == 2 and "is not HOST:PORT" in run.stderr
+
+
+def test_the_torch_free_edge_reads_an_image_as_training_does(tmp_path):
+    """One image pipeline: non-square images that need resizing (40×48 and 20×12 → 32×32) reach the
+    model as the same tensor through the training dataset (imagefolder) and the torch-free edge's
+    reader; an .npz at another size is refused in one line instead of silently resized differently."""
+    from PIL import Image
+
+    from neucodex.lite.inputs import InputError, read_samples
+
+    rng = np.random.default_rng(0)
+    for k, (cls, (w, h)) in enumerate([("cat", (40, 48)), ("dog", (20, 12)), ("cat", (33, 31)), ("dog", (48, 40))]):
+        (tmp_path / "imgs" / cls).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{k}.png")
+    ds = nc.build_dataset(
+        "imagefolder", "train", root=tmp_path / "imgs", size=32, train_augment=False, cache_dir=tmp_path / "cache"
+    )
+    ds = ds.dataset if hasattr(ds, "dataset") else ds
+    xs, labels = read_samples(str(tmp_path / "imgs"), (3, 32, 32))
+    train = sorted((tuple(ds[i][0].numpy().ravel()[:8]), ds[i][0].numpy(), ds[i][1]) for i in range(len(ds)))
+    lite = sorted((tuple(x.ravel()[:8]), x, y) for x, y in zip(xs, labels, strict=True))
+    assert len(train) == len(lite) == 4
+    for (_, a, ya), (_, b, yb) in zip(train, lite, strict=True):
+        assert a.shape == b.shape == (3, 32, 32) and ya == yb
+        assert np.array_equal(a, b)
+    np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (2, 40, 40, 3), dtype=np.uint8))
+    with pytest.raises(InputError, match=r"images of shape \(3, 40, 40\), the export takes \(3, 32, 32\)"):
+        read_samples(str(tmp_path / "big.npz"), (3, 32, 32))

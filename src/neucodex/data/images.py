@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+
+from ..pixels import decode_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
@@ -56,17 +56,6 @@ class ImageArray(Dataset):
         img = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
         x = img.float() / 255.0 if img.dtype == torch.uint8 else img.float()
         return resize(x.unsqueeze(0), self.size)[0], self.targets[i]
-
-
-def decode_image(data: bytes | Path, channels: int, size: int) -> np.ndarray:
-    """One image file → ``[size, size, channels]`` uint8 (RGB or grayscale)."""
-    src = io.BytesIO(data) if isinstance(data, bytes) else data
-    with Image.open(src) as im:
-        im = im.convert("RGB" if channels == 3 else "L")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        arr = np.array(im, dtype=np.uint8)
-    return arr if arr.ndim == 3 else arr[:, :, None]
 
 
 class ImageFiles(Dataset):

@@ -11,12 +11,12 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..cache import cache_root
+from ..pixels import decode_image
 from .base import DatasetMissingError, DatasetSpec, Subset, missing, register_dataset
 from .images import (
     ImageArray,
     ImageFiles,
     augmentation,
-    decode_image,
     file_key,
     read_image_archive,
     scan_class_folders,

@@ -1,8 +1,10 @@
 """Samples for the torch-free edge, read with NumPy and Pillow: image folders, image files, .npz.
 
-Images become ``[C, H, W]`` float32 in [0, 1] at the export's input size, exactly as the
-training pipeline scales them (8-bit values / 255). Labels come from class folders
-(``root/<class>/<image>``, classes sorted) or from an ``.npz``'s ``labels``; otherwise none.
+Image files become ``[C, H, W]`` float32 in [0, 1] at the export's input size through the same
+decoder and resize as training's image datasets (:func:`neucodex.pixels.decode_image`, then
+8-bit values / 255). Arrays in an ``.npz`` must already be at that size (they are not resized).
+Labels come from class folders (``root/<class>/<image>``, classes sorted) or from an ``.npz``'s
+``labels``; otherwise none.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NeucodexError
+from ..pixels import decode_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp")
 DEMO = Path(__file__).resolve().parent.parent / "pretrained" / "cifar10-demo.npz"
@@ -22,18 +25,13 @@ class InputError(NeucodexError):
 
 
 def _image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     c, h, w = shape
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if c == 3 else "L")
-            if im.size != (w, h):
-                im = im.resize((w, h), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        arr = decode_image(path, c, (h, w))  # the decoder and resize training's image datasets use
     except (OSError, UnidentifiedImageError) as e:
         raise InputError(f"cannot read image {path}: {e}") from None
-    arr = arr if arr.ndim == 3 else arr[:, :, None]
     return arr.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
@@ -49,6 +47,11 @@ def _npz(path: Path, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarra
     labels = arrays.get("labels", arrays.get("y"))
     if x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == shape[0]:  # [N, H, W, C] 8-bit images
         x = x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise InputError(
+            f"{path}: images of shape {tuple(x.shape[1:])}, the export takes {tuple(shape)} ([C, H, W], or "
+            "[H, W, C] uint8); resize them first, or pass them as image files (resized as in training)"
+        )
     return np.asarray(x, np.float32), None if labels is None else np.asarray(labels).astype(np.int64)
 
 
