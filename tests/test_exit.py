@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,7 +62,7 @@ def test_batched_decisions_equal_a_single_step_loop(measure):
         logits = model.set_step_mode("m")(x)
         model.reset_state()
     conf = confidence(logits[: T - 1].mean(0), measure)  # step 1 reaches the head silent: decide later
-    mid = conf.sort().values[7:9].mean()  # between two samples: batch-size float noise cannot flip a decision
+    mid = np.sort(conf)[7:9].mean()  # between two samples: batch-size float noise cannot flip a decision
     policy = ExitPolicy(measure, float(mid))
     steps, preds = policy.decide(logits)
     model.set_step_mode("s")
@@ -72,7 +73,7 @@ def test_batched_decisions_equal_a_single_step_loop(measure):
                 t += 1
                 out = model(x[i : i + 1])
                 total = out if total is None else total + out
-                if policy.should_exit(total, t, T).item():
+                if policy.check((total / t).numpy(), t, T)[0].item():
                     break
         model.reset_state()
         assert (t, total.argmax(-1).item()) == (steps[i].item(), preds[i].item())
@@ -136,7 +137,7 @@ def test_one_check_per_batch_equals_one_check_per_session(measure):
     expected = []
     for s, row in zip(batch, logits, strict=True):  # the per-session check, int t, as before batching
         sums = row if s.sums is None else s.sums + row
-        done, conf = s.policy.check(sums[None], s.t + 1, s.T)
+        done, conf = s.policy.check((sums / (s.t + 1))[None].numpy(), s.t + 1, s.T)
         expected.append((s.t, int((sums / (s.t + 1)).argmax()), bool(done[0]), float(conf[0])))
     together = record_batch(batch, logits, [[] for _ in batch])
     for d, (t, pred, done, conf) in zip(together, expected, strict=True):
@@ -145,24 +146,32 @@ def test_one_check_per_batch_equals_one_check_per_session(measure):
 
 
 @pytest.mark.parametrize("measure", MEASURES)
-def test_decide_rows_equals_check_at_the_threshold(measure):
-    """The server's row-wise decision equals the tensor one even with the threshold at a row's
-    confidence or a hair (not representable in float32) either side of it; a lone session too."""
+def test_the_server_decides_as_the_policy_at_the_threshold(measure):
+    """The server's batched decision is the policy's own check (one NumPy implementation), even with
+    the threshold at a row's confidence or a hair (not representable in float32) either side of it;
+    a lone session too."""
     import math
 
     from neucodex.runtime.cloud import CloudSession, record_batch
 
     torch.manual_seed(1)
-    sums, steps = torch.randn(6, 10) * 3, [1, 2, 3, 1, 2, 3]
-    means = sums / torch.tensor(steps)[:, None]
-    at = float(confidence(means, measure)[2])
+    steps = [1, 2, 3, 1, 2, 3]
+    before, logits = torch.randn(6, 10) * 3, torch.randn(6, 10) * 3  # the sums so far, this step's logits
+    sums = torch.stack([logits[k] + before[k] if t > 1 else logits[k] for k, t in enumerate(steps)])
+    means = sums / torch.tensor(steps)[:, None]  # as the server divides
+    at = float(confidence(means.numpy(), measure)[2])
     for th in (at, math.nextafter(at, 0.0), math.nextafter(at, 1.0), at + 1e-9, 0.0, 2.0):
         for policy in (ExitPolicy(measure, th), ExitPolicy(measure, th, min_steps=2, max_steps=3)):
-            done, conf = policy.check(sums, torch.tensor(steps), 3)
-            rows, rconf = policy.decide_rows(means, steps, 3)
-            assert rows == done.tolist() and rconf == conf.tolist()
+            done, conf = policy.check(means.numpy(), np.array(steps), 3)
+            batch = []
+            for k, t in enumerate(steps):
+                s = CloudSession(None, policy, T=3)  # type: ignore[arg-type]
+                s.number, s.t, s.sums = k, t - 1, (before[k] if t > 1 else None)
+                batch.append(s)
+            rows = record_batch(batch, logits, [[] for _ in steps])
+            assert [d.exit for d in rows] == done.tolist()
+            assert [d.confidence for d in rows] == conf.tolist()
             lone = CloudSession(None, policy, T=3)  # type: ignore[arg-type]
-            lone.number, lone.t, lone.sums = 0, steps[2] - 1, sums[2] - sums[2] / steps[2]
-            (d,) = record_batch([lone], (sums[2] / steps[2])[None], [[]])
-            alone, _ = policy.check(lone.sums[None], steps[2], 3)
-            assert d.exit == bool(alone[0])
+            lone.number, lone.t, lone.sums = 0, steps[2] - 1, before[2]
+            (d,) = record_batch([lone], logits[2:3], [[]])  # a lone session: no stack
+            assert (d.exit, d.confidence) == (bool(done[2]), float(conf[2]))

@@ -9,7 +9,8 @@ import torch
 from .checkpoint import load_checkpoint, update_info
 from .errors import NeucodexError
 from .evaluate import check_fits, load_split, loader, predict, resolve_device, with_data
-from .exit import MEASURES, ExitPolicy, calibrate, evaluate_policy
+from .exit import calibrate, evaluate_policy
+from .policy import MEASURES, ExitPolicy
 from .pretrained import is_zoo
 
 

@@ -27,8 +27,8 @@ from safetensors.torch import load_file, save_file
 from .bottleneck import BottleneckConfig, CoInferenceModel
 from .config import ConfigError, ExperimentConfig, from_dict
 from .errors import NeucodexError
-from .exit import ExitPolicy
 from .models import Backbone, create_model
+from .policy import ExitPolicy
 from .pretrained import is_zoo, resolve, sha256_file
 
 FORMAT = "neucodex-checkpoint"

@@ -18,8 +18,9 @@ from torch.utils.data import Subset as TorchSubset
 from .config import ExperimentConfig
 from .data import build_dataset, dataset_spec, stratified
 from .errors import NeucodexError
-from .exit import ExitPolicy, evaluate_policy, running_mean
+from .exit import evaluate_policy, running_mean
 from .models import Backbone
+from .policy import ExitPolicy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -196,7 +197,7 @@ def evaluate_checkpoint(
             outs.append(logits)
             labels.append(y)
             if info.is_coinference:
-                steps, _ = policy.decide(logits)
+                steps = torch.from_numpy(policy.decide(logits.numpy())[0])
                 x = to_model_input(x, torch.device("cpu")).to(dev)
                 code = codes.pop()
                 reports.append(

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from ..calibration import calibrate_checkpoint
-    from ..exit import MEASURES
+    from ..policy import MEASURES
 
     measures = args.measure.split(",") if args.measure else list(MEASURES)
     r = calibrate_checkpoint(

@@ -86,7 +86,7 @@ def policy_arguments(p: argparse.ArgumentParser, whose: str) -> None:
 
 
 def policy(args: argparse.Namespace):
-    from ..exit import ExitPolicy
+    from ..policy import ExitPolicy
 
     if args.threshold is None:
         return None

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from ..errors import NeucodexError
+from ..policy import ExitPolicy
 
 FORMAT = "neucodex-edge"
 VERSION = 1
@@ -53,7 +52,7 @@ class EdgeBundle:
     probs: np.ndarray | None
     context_probs: np.ndarray | None
     states: list[tuple[str, str, tuple[int, ...]]]  # (input name, output name, shape without batch)
-    policy: SimpleNamespace | None
+    policy: ExitPolicy | None
 
     def path(self, name: str) -> Path:
         return self.directory / name
@@ -112,16 +111,11 @@ def load_bundle(directory: str | Path, need: str = ONNX_FILE) -> EdgeBundle:
                     f"{MANIFEST}: context_probs must be 3 rows of {code_shape[0]} probabilities in (0, 1)"
                 )
         policy = m.get("exit_policy")
-        if policy is not None:
-            th = policy["threshold"]
-            if not isinstance(th, int | float) or not math.isfinite(th):
-                raise BundleError(f"{MANIFEST}: exit_policy threshold must be a number")
-            policy = SimpleNamespace(
-                measure=str(policy["measure"]),
-                threshold=float(th),
-                min_steps=int(policy.get("min_steps") or 1),
-                max_steps=policy.get("max_steps"),
-            )
+        if policy is not None:  # checked field by field, as a checkpoint's
+            try:
+                policy = ExitPolicy.from_dict(policy)
+            except NeucodexError as e:
+                raise BundleError(f"{MANIFEST}: {e}") from None
         bundle = EdgeBundle(
             directory=d,
             manifest=m,

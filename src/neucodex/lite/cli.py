@@ -6,10 +6,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 from .. import codec
 from ..errors import NeucodexError
+from ..policy import ExitPolicy
 from ..runtime.options import check_target, read_bytes, stream_arguments, stream_options, token, token_arguments
 
 MEASURES = ("max_softmax", "entropy", "margin")
@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise NeucodexError(f"--threads must be at least 1, got {args.threads}")
     policy = None
     if args.threshold is not None:
-        policy = SimpleNamespace(
-            measure=args.measure, threshold=args.threshold, min_steps=args.min_steps, max_steps=None
-        )
+        policy = ExitPolicy(args.measure, args.threshold, args.min_steps)
     with OnnxEdgeClient(
         args.model,
         check_target(args.server),

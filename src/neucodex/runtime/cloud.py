@@ -25,8 +25,7 @@ from .. import codec
 from ..bottleneck import CoInferenceModel
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import NeucodexError
-from ..exit import ExitPolicy
-from . import neucodex_pb2 as pb
+from ..policy import ExitPolicy
 from .protocol import RuntimeFailure
 
 State = list[torch.Tensor]  # one [1, ...] tensor per memory, in named_memories order
@@ -44,10 +43,6 @@ def open_coinference(checkpoint: str | Path | Checkpoint) -> Checkpoint:
             "this checkpoint has no bottleneck: use a fine-tuned co-inference checkpoint (neucodex finetune)"
         )
     return ck
-
-
-def policy_from_pb(m: pb.Policy) -> ExitPolicy:
-    return ExitPolicy(m.measure or "max_softmax", m.threshold, max(1, m.min_steps), m.max_steps or None)
 
 
 class CloudModel:
@@ -306,18 +301,20 @@ def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: lis
     rows = sums.unbind(0)
     for s, row in zip(sessions, rows, strict=True):
         s.sums = row
-    means = sums / torch.tensor(ts)[:, None]  # as ExitPolicy.check divides: float32 by the step count
+    means = sums / torch.tensor(ts)[:, None]  # as ExitPolicy.decide divides: float32 by the step count
     groups: dict[tuple[ExitPolicy, int], list[int]] = {}
     for b, s in enumerate(sessions):
         groups.setdefault((s.policy, s.T), []).append(b)
+    rows_np, steps_np = means.numpy(), np.asarray(ts)
     if len(groups) == 1:  # the usual case: one policy for the whole batch, no gather and scatter
         (policy, T), _ = groups.popitem()
-        done, conf = policy.decide_rows(means, ts, T)
+        d, c = policy.check(rows_np, steps_np, T)
+        done, conf = d.tolist(), c.tolist()
     else:
         done, conf = [False] * len(sessions), [0.0] * len(sessions)
         for (policy, T), idx in groups.items():
-            d, c = policy.decide_rows(means[idx], [ts[b] for b in idx], T)
-            for b, db, cb in zip(idx, d, c, strict=True):
+            d, c = policy.check(rows_np[idx], steps_np[idx], T)
+            for b, db, cb in zip(idx, d.tolist(), c.tolist(), strict=True):
                 done[b], conf[b] = db, cb
     preds = means.argmax(-1).tolist()
     return [Decision(t - 1, p, c, d, m) for t, p, c, d, m in zip(ts, preds, conf, done, means.unbind(0), strict=True)]

@@ -13,8 +13,9 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..errors import InvalidArgumentError
-from ..exit import ExitPolicy
-from .cloud import CloudModel, CloudSession, open_coinference, policy_from_pb
+from ..policy import ExitPolicy
+from .cloud import CloudModel, CloudSession, open_coinference
+from .protocol import policy_from_pb
 from .stream import SampleResult, StreamingClient
 
 __all__ = ["EdgeClient", "SampleResult"]

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from ..errors import NeucodexError
+from ..policy import ExitPolicy
 from . import neucodex_pb2 as pb
 
 HERE = Path(__file__).resolve().parent
@@ -68,9 +69,14 @@ class RuntimeFailure(NeucodexError):
     """The runtime could not do what was asked (bad server setup, unreachable cloud, …)."""
 
 
-def policy_to_pb(p) -> pb.Policy:
-    """An exit policy (any object with ``measure``, ``threshold``, ``min_steps``, ``max_steps``)."""
+def policy_to_pb(p: ExitPolicy) -> pb.Policy:
+    """An exit policy on the wire (``max_steps`` 0: the model's T)."""
     return pb.Policy(measure=p.measure, threshold=p.threshold, min_steps=p.min_steps, max_steps=p.max_steps or 0)
+
+
+def policy_from_pb(m: pb.Policy) -> ExitPolicy:
+    """The exit policy a message carries (an unset measure: ``max_softmax``; its checks apply)."""
+    return ExitPolicy(m.measure or "max_softmax", m.threshold, max(1, m.min_steps), m.max_steps or None)
 
 
 def generate(out_root: Path) -> list[Path]:

@@ -25,14 +25,14 @@ from grpc_health.v1 import health_pb2
 from .. import codec
 from ..checkpoint import Checkpoint
 from ..errors import InvalidArgumentError, NeucodexError, short
-from ..exit import ExitPolicy
+from ..policy import ExitPolicy
 from . import neucodex_pb2 as pb
 from . import neucodex_pb2_grpc as pb_grpc
-from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference, policy_from_pb
+from .cloud import Batcher, CloudModel, CloudSession, FrameError, open_coinference
 from .health import PREFIX as HEALTH_PREFIX
 from .health import GuardedHealth
 from .observe import ServerMetrics, SessionRecord, filter_grpc_logs
-from .protocol import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, SERVICE_NAME, RuntimeFailure, policy_to_pb
+from .protocol import CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, SERVICE_NAME, RuntimeFailure, policy_from_pb, policy_to_pb
 
 SPARE_RPCS = 16
 """Concurrent calls beyond sessions and health: reflection, and calls refused on arrival."""
