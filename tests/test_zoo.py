@@ -154,6 +154,29 @@ def test_demo_images_are_100_per_class():
         build_dataset("cifar10-demo", "train")
 
 
+def test_the_demo_set_is_written_from_the_held_out_split_interleaved(tmp_path, monkeypatch):
+    """What made cifar10-demo.npz (``neucodex zoo --demo-images ROOT``), on a tiny image folder:
+    images of the test split only (none the train split holds), one of each class in turn."""
+    from PIL import Image
+
+    import neucodex.publish as publish
+
+    rng = np.random.default_rng(0)
+    for c in ("ant", "bee", "cow"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for k in range(40):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{k}.png")
+    monkeypatch.setattr(publish, "HERE", tmp_path / "pkg")
+    (tmp_path / "pkg").mkdir()
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
+    path = publish.write_demo_images(tmp_path / "imgs", per_class=2)
+    with np.load(path) as f:
+        labels, source = f["labels"].tolist(), f["source_indices"]
+    assert labels == [0, 1, 2] * 2
+    train = build_dataset("imagefolder", "train", root=tmp_path / "imgs", size=32, train_augment=False)
+    assert not set(source.tolist()) & set(train.indices)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):

@@ -136,7 +136,7 @@ def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
             f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} {width}-bit indices"
         )
     count = total // width
-    if count <= _SMALL_SPARSE:  # a few indices: one Python int is ~5x faster than array passes
+    if count <= _SMALL_SPARSE:  # a few indices: one Python int beats array passes (bench/codec_throughput.py)
         word = int.from_bytes(payload, "big")
         if word & ((1 << pad) - 1):
             raise CodecError("sparse padding bits are not zero")

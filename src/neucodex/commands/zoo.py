@@ -30,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and store them in the entry; re-measure after",
     )
     p.add_argument(
+        "--demo-images",
+        metavar="ROOT",
+        help="(maintainers) rewrite the embedded demo set: 100 images per class from the held-out test split at ROOT",
+    )
+    p.add_argument(
         "--delta-fp32",
         action="store_true",
         help="for --add of a co-inference checkpoint: ship what differs from --backbone in fp32, not fp16",
@@ -39,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..pretrained import entries
 
+    if args.demo_images:
+        from ..publish import write_demo_images
+
+        print(f"wrote {write_demo_images(args.demo_images)}")
+        return
     if args.code_models:
         from ..checkpoint import read_info
         from ..pretrained import PREFIX

@@ -77,7 +77,7 @@ class _Stream:
     """One open bidirectional call: requests through a queue, answers read in the caller's thread.
 
     Reading in the caller's thread saves a thread hand-off per frame (a reader thread and an
-    answer queue cost ~0.3 ms on loopback); a watchdog thread that wakes a few times a second
+    answer queue add one on every round trip); a watchdog thread that wakes a few times a second
     cancels the call when an answer is overdue, so every wait still has a timeout."""
 
     def __init__(self, stub, open_msg: pb.EdgeMessage, metadata, timeout: float) -> None:
