@@ -36,13 +36,26 @@ from __future__ import annotations
 
 import struct
 import zlib
-from itertools import pairwise
 from typing import NamedTuple
 
-import constriction
 import numpy as np
 
-from .errors import NeucodexError
+from .bitcoding import (
+    AC_MAX_ELEMENTS,
+    AC_ONE,
+    SPARSE_PAD_SHIFT,
+    ac_decode,
+    ac_encode,
+    ans_decode,
+    ans_encode,
+    context_p,
+    entropy_decode,
+    entropy_encode,
+    sparse_decode,
+    sparse_encode,
+    unpack_bitmap,
+)
+from .errors import CodecError
 
 VERSION = 1
 MAGIC = b"N"
@@ -54,13 +67,6 @@ MAX_ELEMENTS = 1 << 24
 """Default bound on N*C*H*W a decoder accepts (16 M neurons, a 2 MiB bitmap)."""
 
 _FLAG_CHANNEL_MODEL = 1  # entropy: per-channel learned probabilities
-_SPARSE_PAD_SHIFT = 1  # sparse: padding bits of the packed indices in flags bits 1-3
-_P_SCALE = 65535  # in-band probability as u16; 0 = all zeros, 65535 = all ones
-_PROB_EPS = 1e-6  # keep learned probabilities away from 0 and 1 (every symbol must stay codable)
-
-
-class CodecError(NeucodexError):
-    """A packet could not be produced or read; the message says why."""
 
 
 class Packet(NamedTuple):
@@ -108,131 +114,6 @@ def _binary(a: np.ndarray) -> np.ndarray:
     if np.any((a != 0) & (a != 1)):  # the general check (also takes -0.0 and other dtypes)
         raise CodecError("spike formats need a binary map (values 0 and 1); use 'uint8' for real features")
     return a.astype(np.uint8)
-
-
-def _index_bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
-
-
-def _sparse_encode(bits: np.ndarray) -> tuple[bytes, int]:
-    """Indices of the ones, MSB-first at ``_index_bits(n)`` bits each; flags carry the padding."""
-    width = _index_bits(bits.size)  # ≤ 24: dimensions are u16 and MAX_ELEMENTS is 2^24
-    big_endian = np.flatnonzero(bits).astype(">u4").view(np.uint8).reshape(-1, 4)
-    packed_bits = np.unpackbits(big_endian, axis=1)[:, 32 - width :].reshape(-1)  # each index MSB-first
-    pad = (-packed_bits.size) % 8
-    return np.packbits(packed_bits).tobytes(), pad << _SPARSE_PAD_SHIFT
-
-
-_SMALL_SPARSE = 64
-"""Up to this many indices a sparse payload is decoded as one Python integer."""
-
-
-def _sparse_decode(payload: bytes, n: int, flags: int) -> np.ndarray:
-    width = _index_bits(n)
-    pad = (flags >> _SPARSE_PAD_SHIFT) & 7
-    total = len(payload) * 8 - pad
-    if total < 0 or total % width or total // width > n or (not payload and pad):
-        raise CodecError(
-            f"sparse payload of {len(payload)} bytes (padding {pad}) is not a list of ≤ {n} {width}-bit indices"
-        )
-    count = total // width
-    if count <= _SMALL_SPARSE:  # a few indices: one Python int beats array passes (bench/codec_throughput.py)
-        word = int.from_bytes(payload, "big")
-        if word & ((1 << pad) - 1):
-            raise CodecError("sparse padding bits are not zero")
-        word >>= pad
-        mask = (1 << width) - 1
-        idx = [(word >> (width * (count - 1 - i))) & mask for i in range(count)]
-        if any(b <= a for a, b in pairwise(idx)) or (idx and idx[-1] >= n):
-            raise CodecError("sparse indices must be strictly increasing and inside the map")
-    else:
-        raw = np.unpackbits(np.frombuffer(payload, np.uint8))
-        if raw[total:].any():
-            raise CodecError("sparse padding bits are not zero")
-        words = np.zeros((count, 32), np.uint8)  # each index's bits, right-aligned in 32
-        words[:, 32 - width :] = raw[:total].reshape(-1, width)
-        idx = np.packbits(words, axis=1).view(">u4").reshape(-1).astype(np.int64)  # signed: diff below
-        if idx.size and (idx[-1] >= n or np.any(np.diff(idx) <= 0)):
-            raise CodecError("sparse indices must be strictly increasing and inside the map")
-    values = np.zeros(n, np.uint8)
-    values[idx] = 1
-    return values
-
-
-def _channel_p(channel_probs: np.ndarray, channels: int) -> np.ndarray:
-    probs = np.asarray(channel_probs, dtype=np.float64).reshape(-1)
-    if probs.size != channels:
-        raise CodecError(f"channel_probs has {probs.size} entries but the map has {channels} channels")
-    if not np.isfinite(probs).all():
-        raise CodecError("channel_probs must be finite probabilities")
-    return np.clip(probs, _PROB_EPS, 1 - _PROB_EPS)
-
-
-def _bernoulli(p: float):
-    return constriction.stream.model.Bernoulli(float(p), perfect=False)
-
-
-def _ans_encode(groups: list[tuple[np.ndarray, float]]) -> bytes:
-    """ANS-code each group of bits with its own fixed Bernoulli model (stack: encode in reverse)."""
-    coder = constriction.stream.stack.AnsCoder()
-    for bits, p in reversed(groups):
-        coder.encode_reverse(bits.astype(np.int32), _bernoulli(p))
-    return coder.get_compressed().astype("<u4").tobytes()
-
-
-def _ans_decode(payload: bytes, groups: list[tuple[int, float]]) -> np.ndarray:
-    if len(payload) % 4:
-        raise CodecError("entropy payload is not a whole number of 32-bit words")
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    try:
-        coder = constriction.stream.stack.AnsCoder(words)
-        parts = [np.asarray(coder.decode(_bernoulli(p), size), dtype=np.uint8) for size, p in groups]
-        exhausted = coder.is_empty()
-    except Exception as e:  # constriction raises its own errors on inconsistent streams
-        raise CodecError(f"entropy payload does not decode: {e}") from None
-    if not exhausted:
-        raise CodecError("entropy payload has data left after the declared shape")
-    return np.concatenate(parts)
-
-
-def _entropy_encode(bits: np.ndarray, shape4, channel_probs: np.ndarray | None) -> bytes:
-    """In-band: a u16 firing probability, then one ANS stream; learned: one model per channel."""
-    if channel_probs is not None:
-        n, c, h, w = shape4
-        by_channel = bits.reshape(n, c, h * w).transpose(1, 0, 2).reshape(c, -1)
-        return _ans_encode(list(zip(by_channel, _channel_p(channel_probs, c), strict=True)))
-    ones = int(bits.sum())
-    if ones in (0, bits.size):
-        return struct.pack("<H", _P_SCALE if ones else 0)
-    q = min(max(round(ones / bits.size * _P_SCALE), 1), _P_SCALE - 1)
-    return struct.pack("<H", q) + _ans_encode([(bits, q / _P_SCALE)])
-
-
-def _entropy_decode(payload: bytes, shape4, channel_probs: np.ndarray | None) -> np.ndarray:
-    n, c, h, w = shape4
-    if channel_probs is not None:
-        probs = _channel_p(channel_probs, c)
-        by_channel = _ans_decode(payload, [(n * h * w, p) for p in probs])
-        return by_channel.reshape(c, n, h * w).transpose(1, 0, 2).reshape(-1)
-    size = n * c * h * w
-    if len(payload) < 2:
-        raise CodecError("entropy payload too short for its probability field")
-    (q,) = struct.unpack_from("<H", payload)
-    if q in (0, _P_SCALE):
-        if len(payload) != 2:
-            raise CodecError("entropy payload of a constant map must hold only its probability")
-        return np.full(size, 1 if q else 0, dtype=np.uint8)
-    return _ans_decode(payload[2:], [(size, q / _P_SCALE)])
-
-
-def _unpack_bitmap(payload, n: int) -> np.ndarray:
-    if len(payload) != (n + 7) // 8:
-        raise CodecError(f"bitmap payload is {len(payload)} bytes, expected {(n + 7) // 8}")
-    raw = np.frombuffer(payload, np.uint8)
-    tail = n & 7
-    if tail and raw[-1] & ((1 << (8 - tail)) - 1):
-        raise CodecError("bitmap padding bits are not zero")
-    return np.unpackbits(raw, count=n) if tail else np.unpackbits(raw)
 
 
 class Priors(NamedTuple):
@@ -285,18 +166,18 @@ class Bitmap(Format):
         return np.packbits(bits).tobytes(), 0
 
     def decode(self, payload, shape4, flags, priors, timestep):
-        return _unpack_bitmap(payload, int(np.prod(shape4)))
+        return unpack_bitmap(payload, int(np.prod(shape4)))
 
 
 @register
 class Sparse(Format):
-    name, code, flags = "sparse", 1, 7 << _SPARSE_PAD_SHIFT
+    name, code, flags = "sparse", 1, 7 << SPARSE_PAD_SHIFT
 
     def encode(self, bits, shape4, priors, timestep):
-        return _sparse_encode(bits)
+        return sparse_encode(bits)
 
     def decode(self, payload, shape4, flags, priors, timestep):
-        return _sparse_decode(payload, int(np.prod(shape4)), flags)
+        return sparse_decode(payload, int(np.prod(shape4)), flags)
 
 
 @register
@@ -307,13 +188,13 @@ class Entropy(Format):
 
     def encode(self, bits, shape4, priors, timestep):
         learned = priors.channel_probs is not None
-        return _entropy_encode(bits, shape4, priors.channel_probs), _FLAG_CHANNEL_MODEL if learned else 0
+        return entropy_encode(bits, shape4, priors.channel_probs), _FLAG_CHANNEL_MODEL if learned else 0
 
     def decode(self, payload, shape4, flags, priors, timestep):
         learned = bool(flags & _FLAG_CHANNEL_MODEL)
         if learned and priors.channel_probs is None:
             raise CodecError("packet was coded with learned per-channel probabilities; pass channel_probs")
-        return _entropy_decode(payload, shape4, priors.channel_probs if learned else None)
+        return entropy_decode(payload, shape4, priors.channel_probs if learned else None)
 
 
 @register
@@ -349,7 +230,7 @@ class Context(Format):
         n, c, h, w = shape4
         if priors.context_probs is None:
             raise CodecError("the context format codes with the learned context model; pass context_probs")
-        probs = _context_p(priors.context_probs, c)
+        probs = context_p(priors.context_probs, c)
         channel = np.broadcast_to(np.arange(c, dtype=np.int64)[None, :, None], (n, c, h * w)).reshape(-1)
         if timestep == 0:
             context = np.full(channel.size, 2, np.int64)
@@ -373,12 +254,12 @@ class Context(Format):
         for size, p in groups:
             parts.append((flat[at : at + size], p))
             at += size
-        return _ans_encode(parts), 0
+        return ans_encode(parts), 0
 
     def decode(self, payload, shape4, flags, priors, timestep):
         order, groups = self._groups(shape4, priors, timestep)
         values = np.empty(order.size, np.uint8)
-        values[order] = _ans_decode(payload, groups) if groups else np.zeros(0, np.uint8)
+        values[order] = ans_decode(payload, groups) if groups else np.zeros(0, np.uint8)
         return values
 
 
@@ -405,112 +286,23 @@ class ContextAC(Context):
             raise CodecError(f"the {self.name} format codes maps of at most {AC_MAX_ELEMENTS} neurons")
         order, groups = self._groups(shape4, priors, timestep)
         q = np.concatenate([np.full(size, p) for size, p in groups]) if groups else np.zeros(0)
-        return order, np.clip(np.rint(q * _AC_ONE), 1, _AC_ONE - 1).astype(np.int64)
+        return order, np.clip(np.rint(q * AC_ONE), 1, AC_ONE - 1).astype(np.int64)
 
     def encode(self, bits, shape4, priors, timestep):
         order, q = self._ones(shape4, priors, timestep)
-        return _ac_encode(bits[order].tolist(), q.tolist()), 0
+        return ac_encode(bits[order].tolist(), q.tolist()), 0
 
     def decode(self, payload, shape4, flags, priors, timestep):
         order, q = self._ones(shape4, priors, timestep)
         if len(payload) > 2 * q.size + 8:  # every neuron costs at most 16 bits (P ≥ 1/65536)
             raise CodecError(f"{self.name} payload of {len(payload)} bytes is too long for {q.size} neurons")
         ones = q.tolist()
-        decoded = _ac_decode(bytes(payload), ones)
-        if _ac_encode(decoded, ones) != bytes(payload):
+        decoded = ac_decode(bytes(payload), ones)
+        if ac_encode(decoded, ones) != bytes(payload):
             raise CodecError(f"{self.name} payload is not what the encoder writes for the map it decodes to")
         values = np.empty(order.size, np.uint8)
         values[order] = decoded
         return values
-
-
-AC_MAX_ELEMENTS = 1024
-"""The largest map the bit-exact arithmetic format codes (a Python loop per neuron)."""
-_AC_ONE = 1 << 16
-_AC_TOP, _AC_HALF, _AC_QUARTER = (1 << 32) - 1, 1 << 31, 1 << 30
-
-
-def _ac_encode(bits: list[int], ones: list[int]) -> bytes:
-    """Binary arithmetic coding (Witten, Neal and Cleary's carry-less coder) of ``bits``, each with
-    ``P(1) = ones[i] / 65536``; the value is closed with two bits and zero-padded to bytes, and
-    trailing zero bytes are left out (the decoder reads past the end as zeros)."""
-    low, high, pending, out = 0, _AC_TOP, 0, []
-    emit = out.append
-    for bit, q in zip(bits, ones, strict=True):
-        split = low + (((high - low + 1) * (_AC_ONE - q)) >> 16) - 1
-        if bit:
-            low = split + 1
-        else:
-            high = split
-        while True:
-            if high < _AC_HALF:
-                emit(0)
-                out.extend([1] * pending)
-                pending = 0
-            elif low >= _AC_HALF:
-                emit(1)
-                out.extend([0] * pending)
-                pending = 0
-                low -= _AC_HALF
-                high -= _AC_HALF
-            elif low >= _AC_QUARTER and high < _AC_HALF + _AC_QUARTER:
-                pending += 1
-                low -= _AC_QUARTER
-                high -= _AC_QUARTER
-            else:
-                break
-            low, high = 2 * low, 2 * high + 1
-    pending += 1
-    if low < _AC_QUARTER:
-        emit(0)
-        out.extend([1] * pending)
-    else:
-        emit(1)
-        out.extend([0] * pending)
-    return np.packbits(np.asarray(out, np.uint8)).tobytes().rstrip(b"\0")
-
-
-def _ac_decode(payload: bytes, ones: list[int]) -> list[int]:
-    """The ``len(ones)`` bits :func:`_ac_encode` wrote into ``payload``."""
-    stream = np.unpackbits(np.frombuffer(payload, np.uint8)).tolist()
-    stream += [0] * max(0, 32 - len(stream))  # reads past the end are zeros
-    value = int("".join(map(str, stream[:32])), 2)
-    at, low, high, bits = 32, 0, _AC_TOP, []
-    for q in ones:
-        split = low + (((high - low + 1) * (_AC_ONE - q)) >> 16) - 1
-        if value > split:
-            bits.append(1)
-            low = split + 1
-        else:
-            bits.append(0)
-            high = split
-        while True:
-            if high < _AC_HALF:
-                pass
-            elif low >= _AC_HALF:
-                low -= _AC_HALF
-                high -= _AC_HALF
-                value -= _AC_HALF
-            elif low >= _AC_QUARTER and high < _AC_HALF + _AC_QUARTER:
-                low -= _AC_QUARTER
-                high -= _AC_QUARTER
-                value -= _AC_QUARTER
-            else:
-                break
-            if at >= len(stream):
-                stream.append(0)
-            low, high, value = 2 * low, 2 * high + 1, 2 * value + stream[at]
-            at += 1
-    return bits
-
-
-def _context_p(context_probs: np.ndarray, channels: int) -> np.ndarray:
-    probs = np.asarray(context_probs, dtype=np.float64)
-    if probs.shape != (3, channels):
-        raise CodecError(f"context_probs has shape {probs.shape}; the map needs (3, {channels})")
-    if not np.isfinite(probs).all():
-        raise CodecError("context_probs must be finite probabilities")
-    return np.clip(probs, _PROB_EPS, 1 - _PROB_EPS)
 
 
 FORMATS = {name: f.code for name, f in REGISTRY.items()}
@@ -652,7 +444,7 @@ def decode_payload(
             raise CodecError(f"decode dtype must be float32 or uint8, got {dtype}")
         dtype = np.uint8 if np.dtype(dtype) == _UINT8 else np.float32
     if name == "bitmap":  # the hot path, inline (a registry call costs as much as the unpack itself)
-        values = _unpack_bitmap(header["payload"], header["elements"])
+        values = unpack_bitmap(header["payload"], header["elements"])
     else:
         fmt = REGISTRY[name]
         priors = Priors(channel_probs, context_probs, None if previous is None else _as_array(previous))

@@ -23,3 +23,7 @@ class Interrupted(NeucodexError):
 def short(text: str, limit: int = 40) -> str:
     """A string from a file or a client as it may be echoed in a message: bounded, one short line."""
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
+
+
+class CodecError(NeucodexError):
+    """A packet could not be produced or read; the message says why."""
