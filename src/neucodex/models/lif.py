@@ -111,7 +111,10 @@ def _kernel():
                 return load_inline(
                     "neucodex_fused_lif",
                     cpp_sources=_SOURCE,
-                    extra_cflags=["-O3", "-ffp-contract=off"],  # no fused multiply-add: SpikingJelly's rounding
+                    # no fused multiply-add (SpikingJelly's rounding); OpenMP, without which
+                    # at::parallel_for runs on one thread
+                    extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"],
                     verbose=False,
                 )
             finally:
