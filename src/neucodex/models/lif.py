@@ -111,10 +111,7 @@ def _kernel():
                 return load_inline(
                     "neucodex_fused_lif",
                     cpp_sources=_SOURCE,
-                    # no fused multiply-add (SpikingJelly's rounding); OpenMP, without which
-                    # at::parallel_for runs on one thread
-                    extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp"],
-                    extra_ldflags=["-fopenmp"],
+                    extra_cflags=["-O3", "-ffp-contract=off"],  # no fused multiply-add: SpikingJelly's rounding
                     verbose=False,
                 )
             finally:
