@@ -75,6 +75,13 @@ def vgg16(**kw) -> Backbone:
 
 
 @register_model
+def vgg16_half(**kw) -> Backbone:
+    """VGG-16 at half width (32 … 256 channels): the CIFAR-10 VGG a 2-core CPU can train."""
+    half = [c if c == "M" else int(c) // 2 for c in VGG_CFGS["vgg16"]]
+    return build_vgg("vgg16-half", half, **kw)
+
+
+@register_model
 def vgg_tiny(widths: tuple[int, int, int] = (16, 32, 64), **kw) -> Backbone:
     """Three conv units (default 16/32/64) with two pools: the tiny preset's backbone."""
     a, b, c = widths
