@@ -25,59 +25,83 @@ TOKEN = "s3cretT0kenXYZ"
 CHECK, WATCH, LIST = (f"/grpc.health.v1.Health/{m}" for m in ("Check", "Watch", "List"))
 
 
-def hold_watches(address: str, n: int, service: str = "") -> tuple[list, list]:
-    """Open ``n`` Watch streams, each on a channel of its own; (open streams, refused codes)."""
+def hold_watches(address: str, n: int, service: str = "", channel=None) -> tuple[list, list]:
+    """Open ``n`` Watch streams, each on a connection of its own (or all on ``channel``);
+    (open streams, refused codes)."""
     open_, refused = [], []
     for _ in range(n):
-        ch = grpc.insecure_channel(address)
+        ch = channel or grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         call = ch.unary_stream(WATCH)(health_pb2.HealthCheckRequest(service=service).SerializeToString(), timeout=60)
         try:
             next(call)  # the first status: the stream is open and holds its slot
             open_.append((ch, call))
         except grpc.RpcError as e:
             refused.append(e.code())
-            ch.close()
+            if channel is None:
+                ch.close()
     return open_, refused
+
+
+def release(held) -> None:
+    for ch, call in held:
+        call.cancel()
+        ch.close()
 
 
 def test_token_less_watch_streams_never_take_the_sessions(coinference_checkpoint):
     """2 × --max-sessions Watch streams held open without a token: the health budget refuses what
-    is over it at once, and real edges still get every session they ask for."""
+    is over it at once, and real edges still get every session they ask for — health-checked
+    edges over replicas too (a refused Watch reads as "no health service", not "replica down")."""
     ck = load_checkpoint(coinference_checkpoint)
     srv = Server(ck, port=0, token=TOKEN, max_sessions=2, max_per_client=4).start()
-    srv.health.per_peer_limit = srv.health.budget  # every test call comes from 127.0.0.1
+    srv.health.budget = srv.health.per_address = 2  # = --max-sessions; every test call comes from 127.0.0.1
+    held = []
     try:
         held, refused = hold_watches(srv.address, 2 * srv.health.budget)
-        assert len(held) == srv.health.budget and refused == [grpc.StatusCode.RESOURCE_EXHAUSTED] * len(refused)
+        assert len(held) == srv.health.budget and refused == [grpc.StatusCode.UNIMPLEMENTED] * len(refused)
         ds = load_split(ck.info.experiment(), "test", ck.model.T)
         results = []
 
-        def edge(i):
-            with EdgeClient(ck, srv.address, token=TOKEN) as client:
+        def edge(i, target):
+            with EdgeClient(ck, target, token=TOKEN, fallback="none") as client:
                 results.append(client.infer(ds[i][0]))
 
-        threads = [threading.Thread(target=edge, args=(i,)) for i in range(2)]  # = --max-sessions
+        # one edge straight to the server, one balanced over "two replicas" (the same server twice),
+        # whose channel health-checks each connection while every health slot is held
+        targets = (srv.address, f"{srv.address},{srv.address}")
+        threads = [threading.Thread(target=edge, args=(i, t)) for i, t in enumerate(targets)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-        assert [r.status for r in results] == ["ok", "ok"]
+        assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
+        assert srv.health.refused >= len(refused) + 1  # the balanced edge's Watch was refused too
     finally:
-        for ch, call in held:
-            call.cancel()
-            ch.close()
+        release(held)
         srv.stop(1)
 
 
-def test_health_limits_per_client_name_size_watch_lifetime_and_list(coinference_checkpoint):
+def test_health_limits_per_connection_address_name_size_watch_lifetime_and_list(coinference_checkpoint):
     srv = Server(load_checkpoint(coinference_checkpoint), port=0).start()
     srv.health.watch_lifetime = 1.0
+    srv.health.per_address = 3
+    held = []
     try:
-        held, refused = hold_watches(srv.address, srv.health.per_peer_limit + 2)
-        assert len(held) == srv.health.per_peer_limit and len(refused) == 2  # one client's share
-        for ch, call in held:
-            call.cancel()
-            ch.close()
+        with grpc.insecure_channel(srv.address) as one:
+            held, refused = hold_watches(srv.address, srv.health.per_connection + 1, channel=one)
+            assert len(held) == srv.health.per_connection and refused == [grpc.StatusCode.UNIMPLEMENTED]
+            with pytest.raises(grpc.RpcError) as e:  # a Check over the limit: RESOURCE_EXHAUSTED
+                one.unary_unary(CHECK)(b"", timeout=10)
+            assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            more, refused = hold_watches(srv.address, 2)  # other connections from the same address
+            assert len(more) == srv.health.per_address - srv.health.per_connection and len(refused) == 1
+            release(more)
+            for _, call in held:
+                call.cancel()
+        deadline = time.monotonic() + 10
+        while srv.health.open and time.monotonic() < deadline:  # cancelled streams give their slots back
+            time.sleep(0.05)
+        assert srv.health.open == 0
         with grpc.insecure_channel(srv.address) as ch:
             t0 = time.monotonic()
             call = ch.unary_stream(WATCH)(health_pb2.HealthCheckRequest().SerializeToString(), timeout=30)

@@ -712,6 +712,37 @@ def test_an_old_stream_is_reopened_so_round_robin_spreads_an_edge_over_replicas(
         EdgeClient(ck, target, stream_age=-1)
 
 
+def test_many_health_checked_edges_from_one_address_spread_evenly_over_replicas(setup):
+    """Eight edges on one address, each health-checking both replicas (more Watch streams than a
+    per-address health limit of 4 allowed, which marked replicas down): every sample answered,
+    and with a stream per sample each replica opens half the sessions."""
+    ck, ds, _, _, policy = setup
+    preds, steps, _ = offline(setup, policy)
+    servers = [Server(ck, port=0).start() for _ in range(2)]
+    target = ",".join(s.address for s in servers)
+    results: dict[int, list] = {}
+
+    def edge(k: int) -> None:
+        with EdgeClient(ck, target, policy=policy, fallback="none", stream_age=1e-6) as client:
+            results[k] = [client.infer(ds[i][0]) for i in range(N)]
+
+    try:
+        threads = [threading.Thread(target=edge, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        opened = [s.metrics.registry.get_sample_value("neucodex_sessions_total") for s in servers]
+    finally:
+        for s in servers:
+            s.stop(1)
+    assert sorted(results) == list(range(8))
+    for rs in results.values():
+        assert [r.status for r in rs] == ["ok"] * N, [r.error for r in rs if r.status != "ok"]
+        assert [r.prediction for r in rs] == preds and [r.steps for r in rs] == steps
+    assert sum(opened) == 8 * N and abs(opened[0] - opened[1]) <= 8  # each edge alternates: ±1 per edge
+
+
 def test_ctrl_c_in_edge_and_serve_is_one_line(coinference_checkpoint):
     """Ctrl-C one second into a run (the command is working: the link is slow) ends the edge with
     one line and exit 130, and the server with a drain and exit 0 — no traceback, no hang."""

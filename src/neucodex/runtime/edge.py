@@ -43,7 +43,7 @@ class EdgeClient(StreamingClient):
         retry_deadline: float = 5.0,
         fallback: str = "local",
         want_logits: bool = False,
-        stream_age: float = 5.0,
+        stream_age: float = 2.0,
         device: str = "cpu",
     ) -> None:
         ck = open_coinference(checkpoint)

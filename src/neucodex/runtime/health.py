@@ -5,8 +5,14 @@ reference servicer counts them against the server's concurrency limit, keeps a c
 service name it is asked to watch (any size), and logs a traceback for a request it cannot parse.
 Here, before the reference servicer (which keeps the statuses) sees a call:
 
-- the call takes one of ``budget`` health slots (``per_peer`` per client address) or is refused
-  with ``RESOURCE_EXHAUSTED`` at once; sessions have their own limit (``--max-sessions``);
+- the call takes one of ``budget`` health slots, at most ``per_connection`` per connection and
+  ``per_address`` per client address, or is refused at once; sessions have their own limit
+  (``--max-sessions``). A refused ``Check`` gets ``RESOURCE_EXHAUSTED``. A refused ``Watch`` gets
+  ``UNIMPLEMENTED``: that is what gRPC's client-side health checking (A17) takes to mean "no
+  health service here, the connection is usable", so an edge's balancer keeps a replica whose
+  health slots a flood of token-less probes holds (any other code marks the replica down and the
+  flood would starve every health-checked edge). A balancer's check is one Watch per connection,
+  so edges within the limits are always watched;
 - a service name over ``max_name`` bytes is refused with ``INVALID_ARGUMENT`` before anything is
   stored; so is a request that does not parse (no traceback: requests arrive as raw bytes);
 - a ``Watch`` stream ends after ``watch_lifetime`` seconds (clients re-watch), so it cannot hold
@@ -33,13 +39,18 @@ class GuardedHealth:
     """The health service: statuses kept by grpc's reference servicer, calls admitted here."""
 
     def __init__(
-        self, budget: int = 16, per_peer: int = 4, watch_lifetime: float = 300.0, max_name: int = MAX_NAME
+        self,
+        budget: int = 256,
+        per_address: int = 64,
+        per_connection: int = 2,
+        watch_lifetime: float = 300.0,
+        max_name: int = MAX_NAME,
     ) -> None:
         self.statuses = health.aio.HealthServicer()
-        self.budget, self.per_peer_limit = budget, per_peer
+        self.budget, self.per_address, self.per_connection = budget, per_address, per_connection
         self.watch_lifetime, self.max_name = watch_lifetime, max_name
         self.open = 0
-        self._per_peer: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # slots held per connection ("ipv4:IP:PORT") and per address
         self.refused = 0  # calls turned away for want of a slot (tests and metrics read it)
 
     # --- state, as the reference servicer --------------------------------------------------
@@ -65,26 +76,30 @@ class GuardedHealth:
         )
 
     @asynccontextmanager
-    async def _slot(self, context):
-        peer = context.peer().rsplit(":", 1)[0]
-        mine = self._per_peer.get(peer, 0)
-        if self.open >= self.budget or mine >= self.per_peer_limit:
+    async def _slot(self, context, refuse: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED):
+        connection = context.peer()
+        keys = (connection, connection.rsplit(":", 1)[0])  # the connection, and the client's address
+        limits = (self.per_connection, self.per_address)
+        if self.open >= self.budget or any(self._held.get(k, 0) >= n for k, n in zip(keys, limits, strict=True)):
             self.refused += 1
             await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"health calls are limited to {self.budget} at once ({self.per_peer_limit} per client)",
+                refuse,
+                f"health calls are limited to {self.budget} at once ({self.per_address} per client address, "
+                f"{self.per_connection} per connection)",
             )
         self.open += 1
-        self._per_peer[peer] = mine + 1
+        for k in keys:
+            self._held[k] = self._held.get(k, 0) + 1
         try:
             yield
         finally:
             self.open -= 1
-            left = self._per_peer.get(peer, 1) - 1
-            if left > 0:
-                self._per_peer[peer] = left
-            else:
-                self._per_peer.pop(peer, None)
+            for k in keys:
+                left = self._held.get(k, 1) - 1
+                if left > 0:
+                    self._held[k] = left
+                else:
+                    self._held.pop(k, None)
 
     async def _request(self, raw: bytes, context) -> health_pb2.HealthCheckRequest:
         if len(raw) > self.max_name + 16:  # a name field's tag and length take at most a few bytes
@@ -102,7 +117,7 @@ class GuardedHealth:
             return await self.statuses.Check(await self._request(raw, context), context)
 
     async def watch(self, raw: bytes, context) -> None:
-        async with self._slot(context):
+        async with self._slot(context, refuse=grpc.StatusCode.UNIMPLEMENTED):
             req = await self._request(raw, context)
             try:
                 await asyncio.wait_for(self.statuses.Watch(req, context), self.watch_lifetime)

@@ -27,9 +27,9 @@ def stream_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--stream-age",
         type=float,
-        default=5.0,
+        default=2.0,
         help="reopen the stream after this many seconds, at a sample boundary, so round_robin "
-        "spreads edges evenly over replicas (0: keep one stream; default 5)",
+        "spreads edges evenly over replicas (0: keep one stream; default 2)",
     )
 
 

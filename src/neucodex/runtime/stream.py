@@ -165,7 +165,7 @@ class StreamingClient:
         fallback: str = "none",
         fallbacks: tuple[str, ...] = ("none",),
         want_logits: bool = False,
-        stream_age: float = 5.0,
+        stream_age: float = 2.0,
     ) -> None:
         if fallback not in fallbacks:
             raise NeucodexError(f"fallback must be {' or '.join(repr(f) for f in fallbacks)}, got {fallback!r}")
