@@ -3,7 +3,8 @@
 The SNN at T timesteps on a batch of B runs the convolutions of the DNN twin on B×T images; the
 rest is what spiking costs (LIF, tdBN over time). Printed for eval (no grad) and for a training
 step (forward + backward), with the fused LIF and with SpikingJelly's own LIF, as ratios against
-the twin measured in the same run (median of repeats after a warm-up).
+the twin measured in the same run: the three run in turn within each repeat, so a drift of the
+machine's speed touches all of them alike (median of repeats after a warm-up).
 
     python bench/snn_vs_ann.py [--checkpoint zoo:cifar10-resnet18-v3] [--batch 100] [--repeats 5]
 
@@ -22,14 +23,17 @@ from neucodex.checkpoint import load_checkpoint
 from neucodex.models import create_model, lif
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up (and the kernel's first load)
-    times = []
+def timed(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median ms of each function, run in turn within each repeat, after one warm-up each."""
+    for fn in fns.values():
+        fn()  # warm-up (and the kernel's first load)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) * 1000.0 for name, ts in times.items()}
 
 
 def main() -> None:
@@ -61,18 +65,25 @@ def main() -> None:
 
         return step
 
+    def reference(step):
+        def run_reference():
+            real = lif._kernel
+            lif._kernel = lambda: None  # SpikingJelly's LIF for the reference figure
+            try:
+                step()
+            finally:
+                lif._kernel = real
+
+        return run_reference
+
     rows = []
     for mode in ("eval", "train"):
         train = mode == "train"
-        dnn_ms = timed(run(dnn, xt, train), a.repeats)
-        fused_ms = timed(run(snn, x, train), a.repeats) if lif.fused_available() else float("nan")
-        real = lif._kernel
-        lif._kernel = lambda: None  # SpikingJelly's LIF for the reference figure
-        try:
-            ref_ms = timed(run(snn, x, train), a.repeats)
-        finally:
-            lif._kernel = real
-        rows.append((mode, dnn_ms, fused_ms, ref_ms))
+        fns = {"dnn": run(dnn, xt, train), "ref": reference(run(snn, x, train))}
+        if lif.fused_available():
+            fns["fused"] = run(snn, x, train)
+        ms = timed(fns, a.repeats)
+        rows.append((mode, ms["dnn"], ms.get("fused", float("nan")), ms["ref"]))
     print(
         f"{ck.info.model.name} from {a.checkpoint}, T={T}, batch {a.batch} (twin: {a.batch * T}), "
         f"{a.threads} threads, median of {a.repeats}"

@@ -27,30 +27,69 @@ from spikingjelly.activation_based import neuron, surrogate
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <vector>
 
-// x: [T, N] float32; v: [N] float32. Returns spikes [T, N], final v [N], and (keep_h) h [T, N].
+// Elements go in blocks of B: the state of a block stays in a small buffer while the time loop runs
+// over it, and the innermost loop runs over contiguous elements, so the compiler vectorizes it —
+// once per instruction set (target_clones: the loader picks AVX-512, AVX2 or the baseline).
+constexpr int64_t B = 512;
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NEUCODEX_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define NEUCODEX_CLONES
+#endif
+
+NEUCODEX_CLONES
+static void charge_fire(const float* __restrict__ xt, float* __restrict__ st, float* __restrict__ hb,
+                        float* __restrict__ vb, int64_t n, float tau, float vth) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float hi = vb[j] + (xt[j] - (vb[j] - 0.0f)) / tau;  // SpikingJelly's order of operations
+    const float si = hi >= vth ? 1.0f : 0.0f;
+    st[j] = si;
+    hb[j] = hi;
+    vb[j] = si * 0.0f + (1.0f - si) * hi;
+  }
+}
+
+NEUCODEX_CLONES
+static void surrogate_step(const float* __restrict__ ht, const float* __restrict__ gst, float* __restrict__ gxt,
+                           float* __restrict__ carry, int64_t n, float tau, float vth, float scale, float half) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float hi = ht[j];
+    const float z = (hi - vth) * scale;
+    const float sg = half / (1.0f + z * z);  // ATan surrogate
+    const float reset_grad = 1.0f - (hi >= vth ? 1.0f : 0.0f);  // hard reset, detached
+    const float gh = gst[j] * sg + carry[j] * reset_grad;
+    gxt[j] = gh / tau;
+    carry[j] = gh - gh / tau;
+  }
+}
+
+// x: [T, N] float32; v0: [N] float32, or empty for a fresh state (all zeros).
+// Returns spikes [T, N], final v [N], and (keep_h) h [T, N].
 std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau_d, double vth_d, bool keep_h) {
   const int64_t T = x.size(0), N = x.size(1);
   auto s = torch::empty_like(x);
   auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
-  auto v = v0.clone();
+  const bool fresh = v0.numel() == 0;
+  auto v = fresh ? torch::empty({N}, x.options()) : v0.clone();
   const float tau = (float) tau_d, vth = (float) vth_d;
-  const float* px = x.data_ptr<float>();
-  float* ps = s.data_ptr<float>();
-  float* ph = keep_h ? h.data_ptr<float>() : nullptr;
-  float* pv = v.data_ptr<float>();
-  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      float vi = pv[i];
+  const float* __restrict__ px = x.data_ptr<float>();
+  float* __restrict__ ps = s.data_ptr<float>();
+  float* __restrict__ ph = keep_h ? h.data_ptr<float>() : nullptr;
+  float* __restrict__ pv = v.data_ptr<float>();
+  at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
+    float vb[B], hb[B];
+    for (int64_t c = b; c < e; c += B) {
+      const int64_t n = std::min(B, e - c);
+      if (fresh) std::fill(vb, vb + n, 0.0f); else std::copy(pv + c, pv + c + n, vb);
       for (int64_t t = 0; t < T; ++t) {
-        const float hi = vi + (px[t * N + i] - (vi - 0.0f)) / tau;  // SpikingJelly's order of operations
-        const float si = hi >= vth ? 1.0f : 0.0f;
-        ps[t * N + i] = si;
-        if (ph) ph[t * N + i] = hi;
-        vi = si * 0.0f + (1.0f - si) * hi;
+        charge_fire(px + t * N + c, ps + t * N + c, hb, vb, n, tau, vth);
+        if (ph) std::copy(hb, hb + n, ph + t * N + c);
       }
-      pv[i] = vi;
+      std::copy(vb, vb + n, pv + c);
     }
   });
   return {s, v, h};
@@ -64,25 +103,20 @@ std::vector<torch::Tensor> backward(torch::Tensor gs, torch::Tensor gv, torch::T
   auto gv0 = torch::empty_like(gv);
   const float tau = (float) tau_d, vth = (float) vth_d, alpha = (float) alpha_d;
   const float scale = (float) (M_PI / 2.0 * alpha_d), half = alpha / 2.0f;
-  const float* pgs = gs.data_ptr<float>();
-  const float* pgv = gv.data_ptr<float>();
-  const float* ph = h.data_ptr<float>();
-  float* pgx = gx.data_ptr<float>();
-  float* pg0 = gv0.data_ptr<float>();
-  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      float carry = 0.0f;
+  const float* __restrict__ pgs = gs.data_ptr<float>();
+  const float* __restrict__ pgv = gv.data_ptr<float>();
+  const float* __restrict__ ph = h.data_ptr<float>();
+  float* __restrict__ pgx = gx.data_ptr<float>();
+  float* __restrict__ pg0 = gv0.data_ptr<float>();
+  at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
+    float carry[B];
+    for (int64_t c = b; c < e; c += B) {
+      const int64_t n = std::min(B, e - c);
+      std::copy(pgv + c, pgv + c + n, carry);  // the final v's gradient enters at t = T - 1
       for (int64_t t = T - 1; t >= 0; --t) {
-        const float hi = ph[t * N + i];
-        const float z = (hi - vth) * scale;
-        const float sg = half / (1.0f + z * z);  // ATan surrogate
-        const float reset_grad = 1.0f - (hi >= vth ? 1.0f : 0.0f);  // hard reset, detached
-        const float gvt = (t == T - 1) ? pgv[i] : 0.0f;
-        const float gh = pgs[t * N + i] * sg + (gvt + carry) * reset_grad;
-        pgx[t * N + i] = gh / tau;
-        carry = gh - gh / tau;
+        surrogate_step(ph + t * N + c, pgs + t * N + c, pgx + t * N + c, carry, n, tau, vth, scale, half);
       }
-      pg0[i] = carry;
+      std::copy(carry, carry + n, pg0 + c);
     }
   });
   return {gx, gv0};
@@ -97,29 +131,40 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 
 @cache
 def _kernel():
-    """The compiled kernel, or None where it cannot be built (no compiler, or turned off)."""
+    """The compiled kernel, or None where it cannot be built (no compiler, or turned off).
+
+    Built with OpenMP where the compiler has it: ``at::parallel_for`` in an extension runs on one
+    thread without it. The extension then shares PyTorch's own OpenMP runtime (the same
+    ``libgomp.so.1`` soname, loaded once per process), so its threads are PyTorch's
+    (``torch.set_num_threads`` applies). Without OpenMP it is built single-threaded.
+    """
     if os.environ.get("NEUCODEX_FUSED_LIF", "1") == "0":
         return None
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level, quiet.level = quiet.level, logging.ERROR  # "no CUDA runtime found" (on import) is not news on a CPU
+    error = None
     try:
-        quiet = logging.getLogger("torch.utils.cpp_extension")
-        level, quiet.level = quiet.level, logging.ERROR  # "no CUDA runtime found" (on import) is not news on a CPU
-        from torch.utils.cpp_extension import load_inline
+        for name, omp in (("neucodex_fused_lif_omp", ["-fopenmp"]), ("neucodex_fused_lif", [])):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    from torch.utils.cpp_extension import load_inline
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                return load_inline(
-                    "neucodex_fused_lif",
-                    cpp_sources=_SOURCE,
-                    extra_cflags=["-O3", "-ffp-contract=off"],  # no fused multiply-add: SpikingJelly's rounding
-                    verbose=False,
-                )
-            finally:
-                quiet.level = level
-    except Exception as e:  # noqa: BLE001 — any build failure: the reference path (logged, not printed:
-        # a user's one-line errors stay one line)
-        logging.getLogger(__name__).info("fused LIF kernel unavailable (%s); using SpikingJelly's LIF", e)
-        return None
+                    return load_inline(
+                        name,
+                        cpp_sources=_SOURCE,
+                        # no fused multiply-add: SpikingJelly's rounding
+                        extra_cflags=["-O3", "-ffp-contract=off", *omp],
+                        extra_ldflags=omp,
+                        verbose=False,
+                    )
+                except Exception as e:  # noqa: BLE001 — any build failure: try the next, then the reference
+                    error = e
+    finally:
+        quiet.level = level
+    # logged, not printed: a user's one-line errors stay one line
+    logging.getLogger(__name__).info("fused LIF kernel unavailable (%s); using SpikingJelly's LIF", error)
+    return None
 
 
 def fused_available() -> bool:
@@ -142,7 +187,7 @@ class _FusedLIF(torch.autograd.Function):
         gs = torch.zeros_like(h) if gs is None else gs.float().contiguous()
         gv = torch.zeros_like(h[0]) if gv is None else gv.float().contiguous()
         gx, gv0 = _kernel().backward(gs, gv, h, *ctx.consts)
-        return gx, gv0, None, None, None
+        return gx, gv0 if ctx.needs_input_grad[1] else None, None, None, None
 
 
 class FusedLIFNode(neuron.LIFNode):
@@ -167,9 +212,10 @@ class FusedLIFNode(neuron.LIFNode):
         T = x_seq.shape[0]
         flat = x_seq.reshape(T, -1).float().contiguous()
         v = self.v
-        if not isinstance(v, torch.Tensor) or v.shape != x_seq.shape[1:]:
-            v = torch.zeros(x_seq.shape[1:], dtype=torch.float32)
-        v = v.reshape(-1).float().contiguous()
+        if isinstance(v, torch.Tensor) and v.shape == x_seq.shape[1:]:
+            v = v.reshape(-1).float().contiguous()
+        else:  # a fresh state: the kernel starts from zeros (no tensor to allocate and fill)
+            v = torch.empty(0)
         s, v_last = _FusedLIF.apply(
             flat, v, float(self.tau), float(self.v_threshold), float(self.surrogate_function.alpha)
         )
