@@ -185,6 +185,34 @@ def test_evaluate_command_on_a_trained_checkpoint(coinference_checkpoint, capsys
     assert all(v > 1 for v in r["ratios"].values()) and 0 <= r["backbone_accuracy"] <= 100
 
 
+def test_evaluate_runs_the_backbone_once_per_samples(coinference_checkpoint, tmp_path, monkeypatch):
+    """A co-inference evaluate keeps its backbone's logits (keyed by weights and samples): the next
+    evaluate on the same samples reads them instead of running the backbone; an unreadable file is
+    recomputed; the backbone's own evaluate stores them too."""
+    import torch
+
+    from neucodex.checkpoint import load_checkpoint
+    from neucodex.evaluate import evaluate_checkpoint
+
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path))
+    first = evaluate_checkpoint(coinference_checkpoint, limit=30)
+    (path,) = (tmp_path / "logits").glob("*.pt")
+    saved = torch.load(path, weights_only=True)
+    labels = saved["labels"]
+    fake = torch.zeros_like(saved["logits"])
+    fake[..., 0] = 1.0  # "always class 0": if it is read, the backbone's accuracy says so
+    torch.save({"logits": fake, "labels": labels}, path)
+    again = evaluate_checkpoint(coinference_checkpoint, limit=30)
+    assert again["backbone_accuracy"] == pytest.approx(100.0 * (labels == 0).float().mean().item())
+    assert again["accuracy"] == first["accuracy"] and again["payload_bits"] == first["payload_bits"]
+    path.write_bytes(b"not a tensor file")
+    assert evaluate_checkpoint(coinference_checkpoint, limit=30)["backbone_accuracy"] == first["backbone_accuracy"]
+    path.unlink()
+    backbone = load_checkpoint(coinference_checkpoint).info.backbone_path
+    assert evaluate_checkpoint(backbone, limit=30)["accuracy"] == first["backbone_accuracy"]
+    assert path.exists()  # the backbone's evaluate wrote what its co-inference entry reads
+
+
 def test_evaluate_split_all_and_data_the_model_cannot_take(coinference_checkpoint, capsys):
     from neucodex.data import build_dataset
     from neucodex.errors import NeucodexError

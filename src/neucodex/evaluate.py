@@ -6,8 +6,10 @@ benchmarks all need to run a checkpoint over data. Nothing here trains.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.data import Subset as TorchSubset
 
+from .cache import cache_root
 from .config import ExperimentConfig
 from .data import build_dataset, dataset_spec, stratified
 from .errors import NeucodexError
@@ -144,6 +147,41 @@ def evaluate(model: Backbone, data: DataLoader, device: torch.device) -> dict:
     }
 
 
+def data_key(cfg: ExperimentConfig, split: str, limit: int | None, samples: int) -> str:
+    """Which samples an evaluation ran on: the data config, split, limit and seed, and the root's
+    path, size and modification time (other files at the same path are other samples)."""
+    root = None
+    if cfg.data.root and Path(cfg.data.root).exists():
+        st = Path(cfg.data.root).resolve().stat()
+        root = [str(Path(cfg.data.root).resolve()), st.st_size, st.st_mtime_ns]
+    what = {"data": asdict(cfg.data), "root": root, "split": split, "limit": limit, "seed": cfg.seed, "n": samples}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class LogitsCache:
+    """A model's per-timestep logits on a set of samples, kept so they are computed once: the
+    backbone's evaluate stores them and a co-inference entry's evaluate on the same samples reads
+    them (its drop against the backbone) instead of running the backbone again. Keyed by the
+    model's weights (``model_id``) and :func:`data_key`; a stale or unreadable file is recomputed."""
+
+    def __init__(self, model_id: str, key: str, cache_dir: str | Path | None = None) -> None:
+        self.path = cache_root(cache_dir) / "logits" / f"{model_id[:24]}-{key[:24]}.pt"
+
+    def load(self, labels: torch.Tensor) -> torch.Tensor | None:
+        try:
+            saved = torch.load(self.path, weights_only=True)
+        except Exception:  # noqa: BLE001 — missing, partial or foreign: computed anew
+            return None
+        ok = isinstance(saved, dict) and torch.equal(saved.get("labels", torch.empty(0)), labels)
+        return saved["logits"] if ok else None
+
+    def store(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"logits": logits, "labels": labels}, tmp)
+        tmp.replace(self.path)  # never a half-written file under the real name
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     *,
@@ -185,7 +223,16 @@ def evaluate_checkpoint(
         batches = tqdm(batches, desc="evaluating", leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty())
     model = ck.model.to(dev)
     policy = policy or info.policy
-    outs, labels, reports, codes = [], [], [], []
+    key = data_key(cfg, split, limit, len(ds))
+    backbone, backbone_cache = None, None
+    if info.is_coinference and info.backbone_path is not None:
+        try:
+            bb = load_checkpoint(info.backbone_path)
+            backbone, backbone_cache = bb.model.to(dev), LogitsCache(bb.model_id, key)
+        except NeucodexError:
+            pass  # moved or deleted: its accuracy stays null rather than guessed
+    have_backbone = backbone_cache is not None and backbone_cache.path.exists()
+    outs, labels, reports, codes, bb_outs = [], [], [], [], []
     keep = (
         model.stages.encoder.register_forward_hook(lambda _m, _i, out: codes.append(out))
         if info.is_coinference
@@ -196,6 +243,8 @@ def evaluate_checkpoint(
             logits, _ = predict(model, [(x, y)], dev)  # the code it sends is kept on the way: the edge runs once
             outs.append(logits)
             labels.append(y)
+            if backbone is not None and not have_backbone:  # the same batch: decoded once
+                bb_outs.append(predict(backbone, [(x, y)], dev)[0])
             if info.is_coinference:
                 steps = torch.from_numpy(policy.decide(logits.numpy())[0])
                 x = to_model_input(x, torch.device("cpu")).to(dev)
@@ -241,12 +290,16 @@ def evaluate_checkpoint(
             ratios={"vs_spikes": bits.vs_spikes, "vs_float32": bits.vs_float32, "vs_input": bits.vs_input},
         )
         result["backbone_accuracy"] = None
-        if info.backbone_path is not None:
-            try:
-                bb = load_checkpoint(info.backbone_path).model.to(dev)
-            except NeucodexError:
-                bb = None  # moved or deleted: the figure stays null rather than guessed
-            if bb is not None:
-                bb_logits, _ = predict(bb, loader(ds, batch_size, False, cfg.seed, 0), dev)
-                result["backbone_accuracy"] = accuracy(bb_logits, labels)
+        if backbone_cache is not None:
+            bb_logits = backbone_cache.load(labels) if have_backbone else None
+            if bb_logits is None:
+                bb_logits = (
+                    torch.cat(bb_outs, 1)
+                    if bb_outs
+                    else predict(backbone, loader(ds, batch_size, False, cfg.seed, 0), dev)[0]
+                )
+                backbone_cache.store(bb_logits, labels)
+            result["backbone_accuracy"] = accuracy(bb_logits, labels)
+    else:
+        LogitsCache(ck.model_id, key).store(logits, labels)  # for its co-inference entries' evaluate
     return result
