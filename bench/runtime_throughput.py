@@ -1,6 +1,6 @@
 """Runtime cost on loopback: per-timestep overhead and server throughput with dynamic batching.
 
-    python bench/runtime_throughput.py CHECKPOINT [--samples 64] [--clients 1,8,64]
+    python bench/runtime_throughput.py CHECKPOINT [--samples 64] [--clients 1,8,64] [--threads N]
 
 1. Overhead: one edge, no pipelining, against ``neucodex serve`` in its own process; the round
    trip per frame against the model's own compute (edge head + encoder + encoding, and the
@@ -11,6 +11,11 @@
    and 64 concurrent edges (asyncio, one connection each) replaying pre-encoded packets, so the
    figure is the server's, not the edges' compute. All T steps per sample (the edges send a
    never-exit policy), and separately with the checkpoint's calibrated exit (mean steps shown).
+3. Efficiency: the same model's own batched throughput offline, in this process — the same
+   packets decoded and run through decoder + tail (``CloudModel.step``, all T) at batch 1 … 64,
+   the best batch size kept — against what the server serves at the most edges, all T. Targets
+   (issue #37): served ≥ 0.8x offline at 64 edges; per-frame overhead ≤ 0.2 ms above the echo of a
+   message of the frames' own size.
 """
 
 from __future__ import annotations
@@ -88,8 +93,26 @@ def overhead(ck_dir: Path, n: int, passes: int = 4) -> dict:
     }
 
 
-def echo_floor(n: int = 2000) -> float:
-    """Median round trip (ms) of a bare gRPC-Python bidirectional echo of a 40-byte message on
+def offline_batched(ck, packets: list[list[bytes]], sizes=(1, 8, 32, 64), seconds: float = 2.0) -> tuple[float, int]:
+    """(samples/s, batch size) of the cloud half offline at its best batch size: decode every
+    packet, step decoder + tail over all T, as the server does but with no runtime around it."""
+    cloud = CloudModel(ck.model)
+    best = (0.0, 1)
+    for b in sizes:
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            batch = [packets[(done + k) % len(packets)] for k in range(b)]
+            states = [cloud.new_state() for _ in batch]
+            for t in range(ck.model.T):
+                codes = torch.cat([torch.from_numpy(codec.decode(p[t])) for p in batch])
+                _, states = cloud.step(codes, states)
+            done += b
+        best = max(best, (done / (time.perf_counter() - t0), b))
+    return best
+
+
+def echo_floor(n: int = 2000, size: int = 40) -> float:
+    """Median round trip (ms) of a bare gRPC-Python bidirectional echo of a ``size``-byte message on
     loopback — an aio server using ``context.read``/``write`` as ours does, a sync client reading in
     its own thread as ``EdgeClient`` does: what any frame costs before the model or our code."""
 
@@ -116,7 +139,7 @@ def echo_floor(n: int = 2000) -> float:
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            requests.put(b"x" * 40)
+            requests.put(b"x" * size)
             next(call)
             times.append((time.perf_counter() - t0) * 1000.0)
         requests.put(None)
@@ -180,8 +203,9 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--seconds", type=float, default=3.0, help="least wall time per throughput point")
     ap.add_argument("--overhead-only", action="store_true", help="part 1 only: overhead and the gRPC floor")
+    ap.add_argument("--threads", type=int, default=1, help="the server's --threads and the offline figure's")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     ck = load_checkpoint(args.checkpoint)
     ds = load_split(ck.info.experiment(), "test", ck.model.T)
     o = overhead(args.checkpoint, min(args.samples, 32))
@@ -192,10 +216,27 @@ def main() -> None:
         f"round trip {o['rtt_ms_per_frame']:.2f} ms → runtime overhead {o['runtime_overhead_ms']:.2f} ms "
         f"= {o['overhead_vs_model']:.2f}x the model's own compute per step"
     )
-    print(f"gRPC floor: a bare bidirectional echo on loopback, {echo_floor():.2f} ms per round trip (median)")
+    packets = packets_for(ck, ds, args.samples)
+    size = round(
+        statistics.fmean(
+            len(pb.EdgeMessage(frame=pb.Frame(sample=1, timestep=t, packet=p)).SerializeToString())
+            for sample in packets
+            for t, p in enumerate(sample)
+        )
+    )
+    floor = echo_floor(size=size)
+    print(
+        f"gRPC floor: a bare bidirectional echo of {size} bytes (the frames' mean size) on loopback, {floor:.2f} ms "
+        f"per round trip (median) → our overhead above it: {o['runtime_overhead_ms'] - floor:+.2f} ms per frame "
+        "(target ≤ 0.2)"
+    )
     if args.overhead_only:
         return
-    packets = packets_for(ck, ds, args.samples)
+    offline, best_b = offline_batched(ck, packets)
+    print(
+        f"offline, decoder + tail over the same packets, all T, {args.threads} thread(s): {offline:.1f} samples/s "
+        f"(best batch {best_b})"
+    )
     print(
         f"{'edges':>5} | all T={ck.model.T} steps (never-exit policy): {'batching off':>12} {'on':>7} {'on/off':>6}"
         f" | with the calibrated exit, batching on: samples/s (mean steps)"
@@ -204,7 +245,16 @@ def main() -> None:
         row = {}
         for batching in (False, True):
             flags = [] if batching else ["--no-batching"]
-            proc, address = serve(args.checkpoint, "--max-sessions", "256", "--max-sessions-per-client", "256", *flags)
+            proc, address = serve(
+                args.checkpoint,
+                "--max-sessions",
+                "256",
+                "--max-sessions-per-client",
+                "256",
+                "--threads",
+                str(args.threads),
+                *flags,
+            )
             try:
                 point = (address, ck.model_id, ck.model.T, packets, c, args.seconds)
                 row[batching] = throughput(*point, NEVER)
@@ -214,6 +264,11 @@ def main() -> None:
                 stop_server(proc)
         (off, _), (on, _), (ex, ex_steps) = row[False], row[True], row["exit"]
         print(f"{c:>5} | {'':>38}{off:>12.1f} {on:>7.1f} {on / off:>6.2f} | {ex:.1f} ({ex_steps:.2f})")
+        served = on
+    print(
+        f"efficiency at {c} edges, all T, batching on: {served:.1f} / {offline:.1f} = {served / offline:.2f}x "
+        "the offline batched throughput (target ≥ 0.8x at 64 edges)"
+    )
 
 
 if __name__ == "__main__":
