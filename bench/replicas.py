@@ -21,12 +21,12 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import torch
 
 from neucodex.checkpoint import load_checkpoint
-from neucodex.evaluate import load_split, loader, predict
+from neucodex.data import stratified
+from neucodex.evaluate import load_split, loader, predict, with_data
 from neucodex.runtime import EdgeClient
 from neucodex.runtime.process import spawn_server
 
@@ -40,7 +40,9 @@ def scrape(url: str) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoint", help="checkpoint directory or zoo:NAME")
+    ap.add_argument("--dataset", help="samples from this dataset (e.g. cifar10-demo for a zoo entry)")
+    ap.add_argument("--root", help="the dataset's files")
     ap.add_argument("--replicas", type=int, default=3)
     ap.add_argument("--edges", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -51,7 +53,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     ck = load_checkpoint(args.checkpoint)
-    ds = torch.utils.data.Subset(load_split(ck.info.experiment(), "test", ck.model.T), range(args.samples))
+    ds = stratified(
+        load_split(with_data(ck.info.experiment(), args.dataset, args.root), "test", ck.model.T), args.samples
+    )
     policy = ck.info.policy
     logits, _ = predict(ck.model, loader(ds, 64, False, 0, 0), torch.device("cpu"))
     steps, preds = policy.decide(logits)

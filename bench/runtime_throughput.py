@@ -26,14 +26,14 @@ import queue
 import statistics
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import torch
 
 from neucodex import codec
 from neucodex.checkpoint import load_checkpoint
-from neucodex.evaluate import load_split
+from neucodex.data import stratified
+from neucodex.evaluate import load_split, with_data
 from neucodex.exit import ExitPolicy
 from neucodex.runtime import EdgeClient
 from neucodex.runtime import neucodex_pb2 as pb
@@ -59,11 +59,10 @@ def packets_for(ck, ds, n: int) -> list[list[bytes]]:
     return out
 
 
-def overhead(ck_dir: Path, n: int, passes: int = 4) -> dict:
+def overhead(ck_dir: str, ds, n: int, passes: int = 4) -> dict:
     """Medians over ``passes`` passes of ``n`` samples: the host's speed moves from second to
     second here, and a mean over a few hundred frames moved by 2x between runs."""
     ck = load_checkpoint(ck_dir)
-    ds = load_split(ck.info.experiment(), "test", ck.model.T)
     cloud = CloudModel(load_checkpoint(ck_dir).model)
     pk = packets_for(ck, ds, n)
     frame_ms = []
@@ -188,7 +187,7 @@ def throughput(
         reps *= 2
 
 
-def serve(checkpoint: Path, *flags: str):
+def serve(checkpoint: str, *flags: str):
     """``neucodex serve`` in its own process, its stderr (one log line per session) read away:
     a full pipe would block the server's writes."""
     proc, address = spawn_server(checkpoint, *flags)
@@ -198,7 +197,9 @@ def serve(checkpoint: Path, *flags: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("checkpoint", help="checkpoint directory or zoo:NAME")
+    ap.add_argument("--dataset", help="samples from this dataset (e.g. cifar10-demo for a zoo entry)")
+    ap.add_argument("--root", help="the dataset's files")
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--clients", default="1,8,64")
     ap.add_argument("--seconds", type=float, default=3.0, help="least wall time per throughput point")
@@ -207,8 +208,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ck = load_checkpoint(args.checkpoint)
-    ds = load_split(ck.info.experiment(), "test", ck.model.T)
-    o = overhead(args.checkpoint, min(args.samples, 32))
+    ds = stratified(
+        load_split(with_data(ck.info.experiment(), args.dataset, args.root), "test", ck.model.T), args.samples
+    )
+    o = overhead(args.checkpoint, ds, min(args.samples, 32))
     spec = ck.info.model
     print(f"model {spec.name} {spec.point} {spec.bottleneck}, T={ck.model.T}, code {ck.model.code_shape}")
     print(
