@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import Subset
 
 from ..accounting import combine, measure_bits
 from ..baselines import CodecPoint, codec_curve
@@ -58,11 +57,6 @@ def _main_checkpoint(coinf: list[Path]) -> Path:
 
 BATCH = 100  # samples run together
 OPS_SAMPLES = 1000  # samples (stratified by class) whose firing rates the energy figures use
-
-
-def _stack(ds) -> torch.Tensor:
-    x = torch.stack([ds[i][0] for i in range(len(ds))])
-    return to_model_input(x, torch.device("cpu"))
 
 
 def table1_rows(run_dir: Path, coinf: list[Path]) -> list[dict]:
@@ -157,7 +151,12 @@ def analyse(
     check_fits(model, test, cfg.data.name, ck.info.dataset.get("kind"))
     ds = stratified(test, samples)
     dev = resolve_device("cpu")
-    batches = torch.utils.data.DataLoader(ds, batch_size=BATCH)
+    samples = [ds[i] for i in range(len(ds))]  # decoded once: every figure below reads these
+    images = torch.stack([x for x, _ in samples])
+    batches = [
+        (images[i : i + BATCH], torch.tensor([int(y) for _, y in samples[i : i + BATCH]]))
+        for i in range(0, len(samples), BATCH)
+    ]
     logits, labels = predict(model, batches, dev)
     bb_logits, _ = predict(backbone, batches, dev)
     policy = ck.info.policy
@@ -173,10 +172,9 @@ def analyse(
     bits_all = combine(
         [measure_bits(model, xb, channel_probs=ck.info.probs, context_probs=ck.info.context) for xb, _ in parts]
     )
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
     points = codec_curve(backbone, images, labels, CODEC_QUALITIES)[1] if codecs and images.dim() == 4 else []
     cloud = cloud_only_point(points, ev["accuracy"], bits_exit.input_bits)
-    x = _stack(Subset(ds, range(min(len(ds), OPS_SAMPLES))))  # ds is interleaved by class: any prefix is balanced
+    x = to_model_input(images[:OPS_SAMPLES], torch.device("cpu"))  # ds is interleaved by class: a prefix is balanced
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
     counts = OpCounts.of(model, backbone, dnn, x)  # each model run once, priced under every profile
