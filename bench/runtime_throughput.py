@@ -59,7 +59,7 @@ def packets_for(ck, ds, n: int) -> list[list[bytes]]:
     return out
 
 
-def overhead(ck_dir: str, ds, n: int, passes: int = 4) -> dict:
+def overhead(ck_dir: str, ds, n: int, threads: int, passes: int = 4) -> dict:
     """Medians over ``passes`` passes of ``n`` samples: the host's speed moves from second to
     second here, and a mean over a few hundred frames moved by 2x between runs."""
     ck = load_checkpoint(ck_dir)
@@ -74,7 +74,7 @@ def overhead(ck_dir: str, ds, n: int, passes: int = 4) -> dict:
                 _, (state,) = cloud.step(torch.from_numpy(codec.decode(p)), [state])
                 frame_ms.append((time.perf_counter() - t0) * 1000)
     cloud_ms = statistics.median(frame_ms)
-    proc, address = serve(ck_dir, "--max-batch", "1")  # its own process, as deployed
+    proc, address = serve(ck_dir, "--max-batch", "1", "--threads", str(threads))  # its own process, as deployed
     try:
         with EdgeClient(ck_dir, address, policy=NEVER, pipeline=False) as client:
             client.infer(ds[0][0])  # warm up the stream
@@ -83,7 +83,9 @@ def overhead(ck_dir: str, ds, n: int, passes: int = 4) -> dict:
         stop_server(proc)
     rtt = statistics.median(r.rtt_ms for r in rs)
     edge = statistics.median(r.edge_ms / r.steps_computed for r in rs)
+    served = statistics.median(r.cloud_ms / r.steps for r in rs)  # the server's own compute per frame
     return {
+        "server_cloud_ms_per_step": served,
         "edge_ms_per_step": edge,
         "cloud_ms_per_step": cloud_ms,
         "rtt_ms_per_frame": rtt,
@@ -205,19 +207,22 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="least wall time per throughput point")
     ap.add_argument("--overhead-only", action="store_true", help="part 1 only: overhead and the gRPC floor")
     ap.add_argument("--threads", type=int, default=1, help="the server's --threads and the offline figure's")
+    ap.add_argument("--max-batch", type=int, default=32, help="the server's --max-batch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ck = load_checkpoint(args.checkpoint)
     ds = stratified(
         load_split(with_data(ck.info.experiment(), args.dataset, args.root), "test", ck.model.T), args.samples
     )
-    o = overhead(args.checkpoint, ds, min(args.samples, 32))
+    o = overhead(args.checkpoint, ds, min(args.samples, 32), args.threads)
     spec = ck.info.model
     print(f"model {spec.name} {spec.point} {spec.bottleneck}, T={ck.model.T}, code {ck.model.code_shape}")
     print(
         f"per timestep: edge compute {o['edge_ms_per_step']:.2f} ms, cloud compute {o['cloud_ms_per_step']:.2f} ms, "
         f"round trip {o['rtt_ms_per_frame']:.2f} ms → runtime overhead {o['runtime_overhead_ms']:.2f} ms "
-        f"= {o['overhead_vs_model']:.2f}x the model's own compute per step"
+        f"= {o['overhead_vs_model']:.2f}x the model's own compute per step; the server's own account of its "
+        f"compute per frame: {o['server_cloud_ms_per_step']:.2f} ms (round trip minus it: "
+        f"{o['rtt_ms_per_frame'] - o['server_cloud_ms_per_step']:.2f} ms)"
     )
     packets = packets_for(ck, ds, args.samples)
     size = round(
@@ -256,6 +261,8 @@ def main() -> None:
                 "256",
                 "--threads",
                 str(args.threads),
+                "--max-batch",
+                str(args.max_batch),
                 *flags,
             )
             try:
