@@ -326,3 +326,15 @@ def test_demo_checkpoint_directories_it_cannot_stream_are_one_line(coinference_c
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"neucodex: error: --checkpoint {ref}: {message}") and "\n" not in err
     assert not (tmp_path / "run" / "runtime.json").exists()
+
+
+def test_the_energy_figures_samples_are_stratified_even_when_the_set_is_sorted_by_class():
+    import torch
+
+    from neucodex.report.figures import ops_samples
+
+    labels = torch.arange(10).repeat_interleave(50)  # 500 samples stored class by class
+    images = labels.float().view(-1, 1, 1, 1).expand(-1, 1, 2, 2)  # each image carries its class
+    picked = ops_samples(images, labels, n=100)[:, 0, 0, 0].long()
+    assert torch.bincount(picked, minlength=10).tolist() == [10] * 10
+    assert ops_samples(images, labels, n=1000) is images  # fewer than n: all of them

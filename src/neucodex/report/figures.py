@@ -18,7 +18,7 @@ import torch
 from ..accounting import combine, measure_bits
 from ..baselines import CodecPoint, codec_curve
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
-from ..data import stratified
+from ..data import stratified, stratified_subset
 from ..energy import OpCounts, coinference_energy, split_point_rows
 from ..evaluate import check_fits, load_split, predict, resolve_device, to_model_input, with_data
 from ..exit import evaluate_policy
@@ -57,6 +57,14 @@ def _main_checkpoint(coinf: list[Path]) -> Path:
 
 BATCH = 100  # samples run together
 OPS_SAMPLES = 1000  # samples (stratified by class) whose firing rates the energy figures use
+
+
+def ops_samples(images: torch.Tensor, labels: torch.Tensor, n: int = OPS_SAMPLES) -> torch.Tensor:
+    """The ``n`` samples whose firing rates price the energy figures, stratified by class: the
+    report's samples are the whole test split, sorted by class, unless a subset was asked for."""
+    if len(labels) <= n:
+        return images
+    return images[torch.from_numpy(stratified_subset(labels.numpy(), n, 0))]
 
 
 def table1_rows(run_dir: Path, coinf: list[Path]) -> list[dict]:
@@ -174,7 +182,7 @@ def analyse(
     )
     points = codec_curve(backbone, images, labels, CODEC_QUALITIES)[1] if codecs and images.dim() == 4 else []
     cloud = cloud_only_point(points, ev["accuracy"], bits_exit.input_bits)
-    x = to_model_input(images[:OPS_SAMPLES], torch.device("cpu"))  # ds is interleaved by class: a prefix is balanced
+    x = to_model_input(ops_samples(images, labels), torch.device("cpu"))
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
     counts = OpCounts.of(model, backbone, dnn, x)  # each model run once, priced under every profile
