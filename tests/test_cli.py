@@ -32,7 +32,7 @@ def test_unknown_model_is_one_line_error():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "neucodex: error: unknown model 'nope'; available: "
-        "resnet-tiny, resnet18, resnet18-half, resnet34, resnet50, vgg-tiny, vgg11, vgg16, vgg16-half"
+        "resnet-tiny, resnet18, resnet18-half, resnet34, resnet50, vgg-tiny, vgg11, vgg11-half, vgg16, vgg16-half"
     ]
     assert "Traceback" not in proc.stderr
 

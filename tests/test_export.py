@@ -209,3 +209,79 @@ def test_the_torch_free_edge_reads_an_image_as_training_does(tmp_path):
     np.savez(tmp_path / "big.npz", images=rng.integers(0, 256, (2, 40, 40, 3), dtype=np.uint8))
     with pytest.raises(InputError, match=r"images of shape \(3, 40, 40\), the export takes \(3, 32, 32\)"):
         read_samples(str(tmp_path / "big.npz"), (3, 32, 32))
+
+
+NMNIST = Path(__file__).parent / "data" / "nmnist"
+
+
+def test_the_torch_free_edge_frames_recordings_as_training_does(tmp_path):
+    """One event pipeline: real N-MNIST recordings (fixed 34x34 sensor) and N-Caltech101-style ones
+    (each cropped to its own extent) reach the model as the same frames through the training
+    datasets and the torch-free edge's reader, which needs neither PyTorch nor Tonic."""
+    from neucodex.aer import EVENTS, write_bin
+    from neucodex.framing import PER_RECORDING
+    from neucodex.lite.inputs import InputError, read_recordings
+
+    ds = nc.build_dataset("nmnist", "all", root=NMNIST, T=4, size=16, cache_dir=tmp_path / "c")
+    xs, ys = read_recordings(str(NMNIST), (34, 34, 2), 4, (2, 16, 16))
+    assert len(xs) == len(ds) == 20 and ys == ds.targets
+    for k in (0, 7, 19):
+        np.testing.assert_allclose(xs[k], ds[k][0].numpy(), rtol=1e-3, atol=1e-3)  # the cache holds fp16
+    rng = np.random.default_rng(0)
+    for cls in ("ant", "bee"):
+        (tmp_path / "NCALTECH101" / "Caltech101" / cls).mkdir(parents=True)
+        for k in range(10):
+            ev = np.zeros(400, EVENTS)
+            ev["x"], ev["y"] = rng.integers(30, 30 + rng.integers(60, 200), 400), rng.integers(5, 150, 400)
+            ev["p"], ev["t"] = rng.integers(0, 2, 400), np.sort(rng.integers(0, 300_000, 400))
+            write_bin(tmp_path / "NCALTECH101" / "Caltech101" / cls / f"image_{k:04d}.bin", ev)
+    ds = nc.build_dataset("n-caltech101", "all", root=tmp_path, T=2, size=24, cache_dir=tmp_path / "c")
+    xs, ys = read_recordings(str(tmp_path / "NCALTECH101" / "Caltech101"), PER_RECORDING, 2, (2, 24, 24))
+    assert ys == ds.targets
+    for k in range(20):
+        np.testing.assert_allclose(xs[k], ds[k][0].numpy(), rtol=1e-3, atol=1e-3)
+    with pytest.raises(InputError, match="which sensor"):
+        read_recordings(str(NMNIST), None, 4, (2, 16, 16))
+    np.savez(tmp_path / "f.npz", frames=np.zeros((3, 4, 2, 8, 8), np.float32))
+    with pytest.raises(InputError, match=r"event frames \[N, T>=4, 2, 16, 16\]"):
+        read_recordings(str(tmp_path / "f.npz"), (34, 34, 2), 4, (2, 16, 16))
+    code = BLOCK_TORCH + (
+        "from neucodex.lite.inputs import read_recordings; "
+        f"xs, ys = read_recordings({str(NMNIST)!r}, (34, 34, 2), 4, (2, 16, 16)); print(len(xs), sorted(set(ys)))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.split()[0] == "20", run.stderr
+
+
+@pytest.mark.slow
+def test_torch_free_edge_streams_event_recordings_against_a_real_server(tmp_path):
+    """An event co-inference model exported; the torch-free edge reads the real N-MNIST recordings
+    themselves (the export names the sensor) and gets the PyTorch edge's answers from the server."""
+    torch.manual_seed(2)
+    kwargs = {"T": 4, "in_channels": 2, "input_size": 16, "widths": (8, 16, 16)}
+    model = CoInferenceModel(nc.create_model("vgg-tiny", **kwargs), "conv1", "c4s2")
+    ds = nc.build_dataset("nmnist", "all", root=NMNIST, T=4, size=16, cache_dir=tmp_path / "c")
+    frames = torch.stack([ds[i][0] for i in range(len(ds))])
+    calibrate_bn(model.set_step_mode("m"), size=16)
+    with torch.no_grad():  # real statistics from the recordings, so the encoder fires
+        model.train().set_step_mode("m")(frames.transpose(0, 1))
+        model.reset_state()
+    model.eval().set_step_mode("s")
+    meta = {"kind": "events", "name": "nmnist", "size": 16, "sensor": [34, 34, 2]}
+    save_checkpoint(tmp_path / "ck", model, ModelSpec.of(model, kwargs), dataset=meta)
+    ck = load_checkpoint(tmp_path / "ck")
+    out = export_edge(ck, "onnx", tmp_path / "edge")
+    assert json.loads((out / MANIFEST).read_text())["input"]["sensor"] == [34, 34, 2]
+    proc, address = spawn_server(tmp_path / "ck")
+    try:
+        with EdgeClient(ck, address, fallback="none") as client:
+            want = [client.infer(frames[i], int(ds.targets[i])) for i in range(len(ds))]
+        run = run_lite_edge("--model", str(out), "--server", address, "--input", str(NMNIST / "Train"), "--json")
+    finally:
+        stop_server(proc)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)["samples"]
+    assert [r["status"] for r in got] == ["ok"] * len(ds)
+    assert sum(w.payload_bits for w in want) > 0
+    same = sum(g["prediction"] == w.prediction and g["steps"] == w.steps for g, w in zip(got, want, strict=True))
+    assert same / len(ds) >= 0.9

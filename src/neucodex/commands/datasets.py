@@ -9,12 +9,19 @@ import time
 from .common import positive
 
 NAME = "datasets"
-HELP = "list datasets, or load one and report its splits"
+HELP = "list datasets, load one and report its splits, or build an emulated one"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", nargs="?", help="dataset to load (default: list all)")
-    p.add_argument("--root", help="where the dataset's files are (see the list for the layout)")
+    p.add_argument(
+        "name", nargs="?", help="dataset to load (default: list all); 'build NAME' records an emulated event set"
+    )
+    p.add_argument("target", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--root", help="where the dataset's files are (see the list for the layout); for build: the images")
+    p.add_argument("--out", help="build: the folder to record into (resumable: run again to finish it)")
+    p.add_argument("--seed", type=int, default=0, help="build: seed of the image choice, noise and mismatch")
+    p.add_argument("--per-class", type=positive, help="build: images per class (default: as the real dataset)")
+    p.add_argument("--workers", type=positive, default=1, help="build: processes recording in parallel")
     p.add_argument("-T", "--T", type=int, default=4, help="timesteps for event frames")
     p.add_argument("--size", type=positive, help="image / frame side (default: the dataset's)")
     p.add_argument("--download", action="store_true", help="fetch with torchvision / Tonic where they can")
@@ -23,9 +30,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def build(args: argparse.Namespace) -> None:
+    from ..data import EMULATED, build_emulated
+    from ..errors import InvalidArgumentError
+
+    if args.target not in EMULATED:
+        raise InvalidArgumentError(
+            f"neucodex datasets build: give one of {', '.join(EMULATED)} (got {args.target or 'nothing'})"
+        )
+    if not args.root or not args.out:
+        raise InvalidArgumentError(
+            f"neucodex datasets build {args.target}: give --root (the images: {EMULATED[args.target].source}) "
+            "and --out (the folder to record into)"
+        )
+    t0 = time.perf_counter()
+    per_class = args.per_class if args.per_class else -1
+    manifest = build_emulated(
+        args.target, args.root, args.out, seed=args.seed, per_class=per_class, workers=args.workers
+    )
+    manifest["wall_s"] = round(time.perf_counter() - t0, 1)
+    if args.json:
+        print(json.dumps(manifest, indent=1))
+        return
+    print(
+        f"{args.target}: {manifest['recordings']} recordings of {len(manifest['classes'])} classes in {args.out} "
+        f"({manifest['wall_s']} s); use it with --dataset {args.target} --root {args.out}"
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     from ..data import build_dataset, dataset_spec, list_datasets
 
+    if args.name == "build":
+        return build(args)
+    if args.target:
+        from ..errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"neucodex datasets takes one dataset name (got {args.name} {args.target})")
     if not args.name:
         for spec in list_datasets():
             classes = spec.classes or "any"
@@ -51,8 +92,8 @@ def run(args: argparse.Namespace) -> None:
             cache_dir=args.cache_dir,
         )
         info = {"samples": len(ds), "open_s": round(time.perf_counter() - t0, 3)}
-        x, _ = ds[0]
-        info["shape"] = list(x.shape)
+        if len(ds):
+            info["shape"] = list(ds[0][0].shape)
         if args.full_pass:
             t0 = time.perf_counter()
             active = total = 0.0
@@ -61,7 +102,7 @@ def run(args: argparse.Namespace) -> None:
                 active += float((x > 0).sum())
                 total += x.numel()
             info["pass_s"] = round(time.perf_counter() - t0, 3)
-            info["nonzero_fraction"] = active / total
+            info["nonzero_fraction"] = active / total if total else 0.0
         summary["splits"][split] = info
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -70,4 +111,5 @@ def run(args: argparse.Namespace) -> None:
         extra = ""
         if "pass_s" in info:
             extra = f", one pass {info['pass_s']:.2f} s, non-zero fraction {info['nonzero_fraction']:.4f}"
-        print(f"{spec.name} {split:<5} {info['samples']:>6} samples of {'x'.join(map(str, info['shape']))}{extra}")
+        shape = "x".join(map(str, info.get("shape", []))) or "nothing"
+        print(f"{spec.name} {split:<5} {info['samples']:>6} samples of {shape}{extra}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..errors import InvalidArgumentError
+from . import emulated as _emulated  # noqa: F401  (registers)
 from . import events as _events  # noqa: F401  (registers)
 from . import static as _static  # noqa: F401  (registers)
 from .base import (
@@ -25,7 +26,8 @@ from .base import (
     register_dataset,
     stratified,
 )
-from .dvs import DVSEmulator
+from .dvs import PROTOCOLS, DVSEmulator, Protocol
+from .emulated import EMULATED, build_emulated
 from .splits import SPLITS, stratified_split, stratified_subset
 
 
@@ -106,6 +108,10 @@ class Transformed(Dataset):
 __all__ = [
     "SPLITS",
     "DVSEmulator",
+    "EMULATED",
+    "PROTOCOLS",
+    "Protocol",
+    "build_emulated",
     "DatasetMissingError",
     "DatasetSpec",
     "build_dataset",

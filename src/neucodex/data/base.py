@@ -30,6 +30,9 @@ class DatasetSpec:
     layout: str  # where and how the files are expected under ROOT
     get: str  # how to obtain them
     builder: Callable[..., Dataset] = field(repr=False, compare=False)
+    # event datasets read from recordings: the sensor (W, H, P) they are framed on, or
+    # "per-recording" (each recording cropped to its events); None: no recordings to read
+    sensor: tuple[int, int, int] | str | None = None
 
 
 _DATASETS: dict[str, DatasetSpec] = {}

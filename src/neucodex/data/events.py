@@ -1,10 +1,11 @@
 """Event-stream datasets framed into T bins: N-MNIST, N-Caltech101, CIFAR10-DVS, digits-dvs.
 
-Recordings are read with Tonic's readers, framed with ``tonic.transforms.ToFrame(n_time_bins=T)``
-into per-polarity event counts ``[T, 2, H, W]``, padded to a square (centred) and resized to
-``size``. Framed tensors are cached on disk (float16 ``.npy``), so a second epoch does not re-read
-events. Splits: a seeded per-class 90/10 test split (not the 'first N per class' split, which
-inflates accuracy), then 10% of the rest as val.
+Recordings are read by :mod:`neucodex.aer` (as Tonic's readers read them) and framed by
+:mod:`neucodex.framing` (Tonic's ``ToFrame(n_time_bins=T)``, padded to a square, resized to
+``size``) into per-polarity event counts ``[T, 2, size, size]``. Framed tensors are cached on
+disk (float16 ``.npy``), so a second epoch does not re-read events. Splits: a seeded per-class
+90/10 test split (not the 'first N per class' split, which inflates accuracy), then 10% of the
+rest as val; the train split is augmented like images (a random shift, a flip where it applies).
 """
 
 from __future__ import annotations
@@ -15,51 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .. import framing
+from ..aer import read_aedat4, read_bin
 from ..cache import cache_root
 from .base import DatasetSpec, Subset, missing, register_dataset
 from .dvs import DVSEmulator
-from .images import file_key, resize
+from .images import augmentation, file_key
 from .splits import ALL, stratified_split
 
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.1
-XYTP = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
 
 
 def to_frames(events: np.ndarray, sensor_size: tuple[int, int, int], T: int, size: int) -> torch.Tensor:
-    """Events → ``[T, 2, size, size]`` float event counts; resizing keeps the total count
-    (each output pixel holds the events that fell in its area)."""
-    from tonic.transforms import ToFrame
-
-    w, h, _ = sensor_size
-    if len(events) == 0:
-        frames = torch.zeros(T, 2, h, w)
-    else:
-        frames = torch.from_numpy(ToFrame(sensor_size=sensor_size, n_time_bins=T)(events).astype(np.float32))
-    side = max(h, w)
-    if (h, w) != (side, side):  # centre-pad to a square before resizing
-        top, left = (side - h) // 2, (side - w) // 2
-        frames = F.pad(frames, (left, side - w - left, top, side - h - top))
-    return resize(frames, size) * (side * side / (size * size))
-
-
-def read_bin(path: Path) -> np.ndarray:
-    """An N-MNIST / N-Caltech101 ``.bin`` (40-bit events) via Tonic's reader."""
-    from tonic.io import read_mnist_file
-
-    return read_mnist_file(str(path), dtype=XYTP)
-
-
-def read_aedat4(path: Path) -> np.ndarray:
-    """A CIFAR10-DVS ``.aedat4`` recording via Tonic's reader."""
-    from tonic.io import read_aedat4 as tonic_read
-
-    ev = tonic_read(str(path))
-    ev.dtype.names = ["t", "x", "y", "p"]
-    return ev
+    """Events → ``[T, 2, size, size]`` float event counts (:func:`neucodex.framing.to_frames`)."""
+    return torch.from_numpy(framing.to_frames(events, sensor_size, T, size))
 
 
 class EventFiles(Dataset):
@@ -103,11 +76,7 @@ class EventFiles(Dataset):
     def _events(self, path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
         """A recording's events and its sensor size."""
         ev = self.reader(path)
-        if self.sensor_size is not None:
-            return ev, self.sensor_size
-        ev["x"] -= ev["x"].min(initial=0)  # per-recording sensor (N-Caltech101), origin at 0 as Tonic does
-        ev["y"] -= ev["y"].min(initial=0)
-        return ev, (int(ev["x"].max(initial=0)) + 1, int(ev["y"].max(initial=0)) + 1, 2)
+        return (ev, self.sensor_size) if self.sensor_size is not None else framing.crop(ev)
 
 
 def _extracted(root: Path, cache_dir) -> Path:
@@ -136,14 +105,22 @@ def _scan(folder: Path, suffix: str, exclude=()) -> tuple[list[Path], list[int],
     return paths, labels, [d.name.strip() for d in dirs]
 
 
-def _split(base: Dataset, split: str, seed: int, test_base: Dataset | None = None) -> Subset:
+def augment(split: str, train_augment: bool, size: int, flip: bool) -> Callable | None:
+    """The train split's frame augmentation (one random shift, and a flip where the classes allow
+    it, for all T bins alike), as for images; none elsewhere."""
+    return augmentation(size, flip) if split == "train" and train_augment else None
+
+
+def _split(
+    base: Dataset, split: str, seed: int, test_base: Dataset | None = None, transform: Callable | None = None
+) -> Subset:
     if test_base is not None:  # an official test set: val comes out of train
         if split == "test":
             return Subset(test_base, range(len(test_base)), classes=test_base.classes)
         parts = stratified_split(np.asarray(base.targets), 0.0, VAL_FRACTION, seed)
     else:
         parts = stratified_split(np.asarray(base.targets), TEST_FRACTION, VAL_FRACTION, seed)
-    return Subset(base, parts[split], classes=base.classes)
+    return Subset(base, parts[split], transform, classes=base.classes)
 
 
 def _recordings(spec: DatasetSpec, folder: Path, suffix: str, exclude=()):
@@ -155,7 +132,19 @@ def _recordings(spec: DatasetSpec, folder: Path, suffix: str, exclude=()):
     return found
 
 
-def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_):
+def _nmnist(
+    spec,
+    split,
+    root=None,
+    T=4,
+    size=None,
+    download=False,
+    seed=0,
+    cache_dir=None,
+    event_transform=None,
+    train_augment=True,
+    **_,
+):
     if root is None:
         raise missing(spec, None, "")
     if download and not Path(root).exists():
@@ -176,7 +165,7 @@ def _nmnist(spec, split, root=None, T=4, size=None, download=False, seed=0, cach
         return Subset(every, range(len(every)), classes=every.classes)
     base = files(_recordings(spec, folder / "Train", ".bin"))
     test = files(_recordings(spec, folder / "Test", ".bin")) if (folder / "Test").is_dir() else None
-    return _split(base, split, seed, test)
+    return _split(base, split, seed, test, augment(split, train_augment, size, flip=False))
 
 
 def _joined(spec: DatasetSpec, folder: Path, found: list) -> tuple[list[Path], list[int], list[str]]:
@@ -200,12 +189,23 @@ register_dataset(
         "<digit>/NNNNN.bin right under ROOT",
         "pass --download to fetch it with Tonic, or --root at a folder or .tar.gz of the recordings",
         _nmnist,
+        sensor=(34, 34, 2),
     )
 )
 
 
 def _ncaltech101(
-    spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_
+    spec,
+    split,
+    root=None,
+    T=4,
+    size=None,
+    download=False,
+    seed=0,
+    cache_dir=None,
+    event_transform=None,
+    train_augment=True,
+    **_,
 ):
     if root is None:
         raise missing(spec, None, "")
@@ -216,7 +216,8 @@ def _ncaltech101(
         NCALTECH101(str(root))
     size = size or spec.default_size
     found = _recordings(spec, folder, ".bin", exclude=("BACKGROUND_Google",))
-    return _split(EventFiles(*found, read_bin, None, T, size, cache_dir, event_transform), split, seed)
+    files = EventFiles(*found, read_bin, None, T, size, cache_dir, event_transform)
+    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
 
 
 register_dataset(
@@ -230,12 +231,23 @@ register_dataset(
         "ROOT/NCALTECH101/Caltech101/<class>/image_NNNN.bin (Tonic's layout; BACKGROUND_Google left out)",
         "pass --download to fetch it with Tonic, or extract Caltech101.zip from the N-Caltech101 archive there",
         _ncaltech101,
+        sensor=framing.PER_RECORDING,
     )
 )
 
 
 def _cifar10dvs(
-    spec, split, root=None, T=4, size=None, download=False, seed=0, cache_dir=None, event_transform=None, **_
+    spec,
+    split,
+    root=None,
+    T=4,
+    size=None,
+    download=False,
+    seed=0,
+    cache_dir=None,
+    event_transform=None,
+    train_augment=True,
+    **_,
 ):
     if root is None:
         raise missing(spec, None, "")
@@ -246,7 +258,8 @@ def _cifar10dvs(
         CIFAR10DVS(str(root))
     size = size or spec.default_size
     found = _recordings(spec, folder, ".aedat4")
-    return _split(EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir, event_transform), split, seed)
+    files = EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir, event_transform)
+    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
 
 
 register_dataset(
@@ -260,6 +273,7 @@ register_dataset(
         "ROOT/CIFAR10DVS/<class>/cifar10_<class>_N.aedat4 (Tonic's layout, 128x128 DVS)",
         "pass --download to fetch it with Tonic, or extract CIFAR10DVS.zip and its class zips there",
         _cifar10dvs,
+        sensor=(128, 128, 2),
     )
 )
 

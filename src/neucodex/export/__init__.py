@@ -31,6 +31,20 @@ def _writable(out: Path) -> Path:
     return out
 
 
+def _sensor(dataset: dict):
+    """The sensor the edge frames recordings on: stored at training, or the dataset's (older checkpoints)."""
+    if "sensor" in dataset or dataset.get("kind") != "events":
+        return dataset.get("sensor")
+    from ..data import dataset_spec
+    from ..errors import UnknownNameError
+
+    try:
+        sensor = dataset_spec(str(dataset.get("name"))).sensor
+    except UnknownNameError:
+        return None
+    return list(sensor) if isinstance(sensor, tuple) else sensor
+
+
 def export_edge(checkpoint: str | Path | Checkpoint, formats: str | list[str], out: str | Path) -> Path:
     """Write the edge half in ``formats`` (``onnx``, ``nir`` or both) plus ``edge.json`` to ``out``."""
     formats = [formats] if isinstance(formats, str) else list(formats)
@@ -56,6 +70,7 @@ def export_edge(checkpoint: str | Path | Checkpoint, formats: str | list[str], o
             "kind": info.dataset.get("kind", "static"),
             "shape": list(graph.input_shape),
             "scaling": "8-bit images divided by 255 (values in [0, 1]); event frames as the dataset gives them",
+            "sensor": _sensor(info.dataset),
         },
         "code_shape": list(model.code_shape),
         "codec": {

@@ -1,7 +1,8 @@
 """An exported edge: ``edge.json`` (what an edge needs to know) beside the graph file(s) it names.
 
 ``edge.json`` holds the model id the cloud checks, T, the codec format and the learned
-per-channel firing probabilities, the input (kind, shape, scaling), the code shape, the exit
+per-channel firing probabilities, the input (kind, shape, scaling, and for events the sensor
+recordings are framed on), the code shape, the exit
 policy, the neuron-state tensors of the ONNX graph, and the SHA-256 of every file it names —
 so a missing or altered file is refused with one line before anything runs.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NeucodexError
+from ..framing import PER_RECORDING
 from ..policy import ExitPolicy
 
 FORMAT = "neucodex-edge"
@@ -47,6 +49,7 @@ class EdgeBundle:
     T: int
     kind: str  # static | events
     input_shape: tuple[int, int, int]
+    sensor: tuple[int, int, int] | str | None  # events: what recordings are framed on (neucodex.framing)
     code_shape: tuple[int, int, int]
     codec_format: str
     probs: np.ndarray | None
@@ -62,6 +65,12 @@ def _shape(value, key: str, n: int = 3) -> tuple[int, ...]:
     if not (isinstance(value, list) and len(value) == n and all(isinstance(v, int) and v > 0 for v in value)):
         raise BundleError(f"{MANIFEST}: {key} must be {n} positive integers, got {value!r}")
     return tuple(value)
+
+
+def _sensor(value) -> tuple[int, ...] | str | None:
+    if value is None or value == PER_RECORDING:
+        return value
+    return _shape(value, "input.sensor")
 
 
 def load_bundle(directory: str | Path, need: str = ONNX_FILE) -> EdgeBundle:
@@ -123,6 +132,7 @@ def load_bundle(directory: str | Path, need: str = ONNX_FILE) -> EdgeBundle:
             T=T,
             kind=kind,
             input_shape=_shape(m["input"]["shape"], "input.shape"),
+            sensor=_sensor(m["input"].get("sensor")),
             code_shape=code_shape,
             codec_format=str(codec_cfg["format"]),
             probs=probs,

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         default="cifar10-demo",
         help="samples: a folder of images (class subfolders give labels), an image, an .npz "
-        "(images/x, labels/y), or cifar10-demo (the embedded images; default)",
+        "(images/x, labels/y), or cifar10-demo (the embedded images; default); for an event model: "
+        "a recording (.bin, .aedat4), a folder of them, or an .npz of [N, T, 2, H, W] frames",
     )
     p.add_argument(
         "--limit", type=int, help="only the first this many samples (cifar10-demo is stored interleaved by class)"
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit status: 0 every sample answered, 1 some samples failed, 2 a usage or setup error."""
     from ..runtime.clientstats import stream_dataset, stream_summary, stream_table
     from .client import OnnxEdgeClient
-    from .inputs import read_samples
+    from .inputs import read_recordings, read_samples
 
     if args.limit is not None and args.limit < 1:
         raise NeucodexError(f"--limit must be at least 1, got {args.limit}")
@@ -69,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
         pipeline=not args.no_pipeline,
         **stream_options(args),
     ) as client:
-        xs, ys = read_samples(args.input, client.edge.bundle.input_shape)
+        b = client.edge.bundle
+        if b.kind == "events":
+            xs, ys = read_recordings(args.input, b.sensor, b.T, b.input_shape)
+        else:
+            xs, ys = read_samples(args.input, b.input_shape)
         samples = list(zip(xs, ys, strict=True))[: args.limit]
         results = stream_dataset(client, samples, progress=not args.quiet)
     summary = stream_summary(results)

@@ -75,6 +75,13 @@ def vgg16(**kw) -> Backbone:
 
 
 @register_model
+def vgg11_half(**kw) -> Backbone:
+    """VGG-11 at half width (32 … 256 channels): the event models' backbone on a 2-core CPU."""
+    half = [c if c == "M" else int(c) // 2 for c in VGG_CFGS["vgg11"]]
+    return build_vgg("vgg11-half", half, **kw)
+
+
+@register_model
 def vgg16_half(**kw) -> Backbone:
     """VGG-16 at half width (32 … 256 channels): the CIFAR-10 VGG a 2-core CPU can train."""
     half = [c if c == "M" else int(c) // 2 for c in VGG_CFGS["vgg16"]]

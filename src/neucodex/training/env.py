@@ -38,4 +38,5 @@ def data_meta(cfg: ExperimentConfig) -> dict:
         "root": cfg.data.root,
         "size": cfg.data.size or spec.default_size,
         "seed": cfg.seed,
+        "sensor": list(spec.sensor) if isinstance(spec.sensor, tuple) else spec.sensor,
     }
