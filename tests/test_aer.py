@@ -119,3 +119,22 @@ def test_numpy_framing_equals_tonic_and_torch(sensor, size):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
     if size <= min(sensor[:2]):  # shrinking keeps about every counted event (exactly at whole ratios)
         assert ours.sum() == pytest.approx(framing.time_bins(ev, sensor, 4).sum(), rel=0.1)
+
+
+def test_a_recording_sent_whole_costs_its_aer_bytes_or_less_gzipped(tmp_path):
+    from neucodex.aer import stream_sizes
+    from neucodex.data import build_dataset, stratified
+    from neucodex.data.events import recording_sizes
+
+    sizes = stream_sizes(read_bin(REAL[0]))
+    assert sizes["aer_bytes"] == REAL[0].stat().st_size == 5 * sizes["events"]
+    assert 0 < sizes["gzip_bytes"] < sizes["aer_bytes"]
+    wide = random_events(100, 346, 260)  # wider than the 40-bit format holds: 9-byte packing, gzipped
+    assert stream_sizes(wide)["aer_bytes"] == 500 and stream_sizes(wide)["gzip_bytes"] > 0
+    root = REAL[0].parent.parent.parent
+    ds = stratified(build_dataset("nmnist", "all", root=root, T=2, size=16, cache_dir=tmp_path), 6)
+    got = recording_sizes(ds)
+    files = sorted(root.glob("Train/*/*.bin"), key=lambda p: (p.parent.name, p.name))
+    want = [files[i].stat().st_size for i in ds.indices]
+    assert [g["aer_bytes"] for g in got] == want
+    assert recording_sizes(build_dataset("digits", "test")) is None

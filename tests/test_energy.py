@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from spikingjelly.activation_based.op_counter import DispatchCounterMode, MACCounter, SynOpCounter
@@ -59,6 +60,30 @@ def test_ac_counts_are_exact_on_known_spikes():
     macs, acs, mj = energy([stem], HARDWARE["45nm"], steps=2)
     assert macs == 0 and acs == 2 * dense * 10 / 64 == 720
     assert mj == pytest.approx(720 * 0.9e-9)
+
+
+def test_event_input_stem_costs_an_accumulate_per_event_and_fan_out():
+    """A real N-MNIST recording framed at T=4: the stem's ACs are its events x 3x3 x C_out (each
+    event added into its fan-out, the SyOPs convention), counted by hand from the recording; the
+    exact count without the padding's zeros is a few percent lower (events at the border)."""
+    from pathlib import Path
+
+    from neucodex.aer import read_bin
+    from neucodex.framing import time_bins, to_frames
+
+    path = sorted((Path(__file__).parent / "data" / "nmnist" / "Train").glob("*/*.bin"))[0]
+    ev = read_bin(path)
+    frames = torch.from_numpy(to_frames(ev, (34, 34, 2), 4, 34))[:, None]  # [T, 1, 2, 34, 34]
+    model = nc.create_model("vgg-tiny", T=4, in_channels=2, input_size=34, widths=(4, 8, 8)).eval()
+    stem = count_ops(model, frames)[0]
+    counted = time_bins(ev, (34, 34, 2), 4)  # the events the frames hold (Tonic drops the last instant's)
+    by_hand = counted.sum() * 9 * 4
+    macs, acs, _ = energy([stem], HARDWARE["45nm"], steps=4)
+    assert macs == 0 and acs == pytest.approx(by_hand, rel=1e-6)
+    t, p, y, x = np.nonzero(counted)
+    fan = (np.minimum(y + 1, 33) - np.maximum(y - 1, 0) + 1) * (np.minimum(x + 1, 33) - np.maximum(x - 1, 0) + 1)
+    exact = (counted[t, p, y, x] * fan * 4).sum()
+    assert 0.9 * by_hand < exact <= by_hand
 
 
 def test_real_valued_input_costs_macs_and_steps_count():

@@ -12,6 +12,7 @@ Events are Tonic's structured array with fields ``x, y, t, p``, so Tonic's trans
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,21 @@ def read_aedat4(path: str | Path) -> np.ndarray:
     ev["t"], ev["x"], ev["y"] = raw["t"], raw["x"], raw["y"]
     ev["p"] = raw[raw.dtype.names[-1]]
     return ev
+
+
+def stream_sizes(events: np.ndarray) -> dict[str, int]:
+    """What sending a recording itself would cost: its events, as the 40-bit AER stream (5 bytes per
+    event, timestamps from the first event) and that stream gzipped (level 9)."""
+    ev = events.copy()
+    if len(ev):
+        ev["t"] -= ev["t"][0]
+    try:
+        raw = encode_bin(ev)
+    except RecordingError:  # a sensor wider than 256 or a long recording: 9 bytes per event instead
+        raw = np.rec.fromarrays(
+            [ev["x"].astype("<u2"), ev["y"].astype("<u2"), ev["t"].astype("<u4"), ev["p"].astype("u1")]
+        ).tobytes()
+    return {"events": len(ev), "aer_bytes": BIN_BYTES_PER_EVENT * len(ev), "gzip_bytes": len(gzip.compress(raw, 9))}
 
 
 def read_recording(path: str | Path) -> np.ndarray:

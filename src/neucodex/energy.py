@@ -3,8 +3,11 @@
 Every conv, transposed conv and linear layer is counted per timestep: its dense operation count
 (multiply–accumulates a DNN would do) and the firing rate of its input. A layer whose input is
 binary spikes costs ``AC × rate × dense`` — eq. 7's SyOPs, ``fr × T × FLOPs`` summed over the
-timesteps run; a layer with real-valued input (the first layer of an SNN, every DNN layer, a
-classifier after pooling) costs ``MAC × dense``. BN (foldable into the conv) and neuron updates
+timesteps run; a layer with real-valued input (the first layer of an SNN fed images, every DNN
+layer, a classifier after pooling) costs ``MAC × dense``. The first layer of an SNN fed event
+frames (``[T, B, 2, H, W]`` event counts) costs accumulates too: each input event is added into
+its fan-out, so it costs ``AC × dense × (events per input element)`` — the same SyOPs rule, with
+the event rate in place of the firing rate. BN (foldable into the conv) and neuron updates
 are not counted, as in the paper.
 
 Scopes: ``full`` (default) counts every layer on the edge — stem, downsample shortcuts, the
@@ -30,7 +33,8 @@ SCOPES = ("full", "paper")
 @dataclass
 class LayerOps:
     """One layer's counts per sample: ``dense`` operations per timestep; ``rates`` of its input per
-    timestep when that input is binary spikes (``None``: real-valued input, costs MACs)."""
+    timestep when that input is binary spikes or event counts (accumulates per dense op; ``None``:
+    real-valued input, costs MACs)."""
 
     stage: str
     name: str
@@ -67,6 +71,7 @@ def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
     """
     T = model.T if model.spiking else 1
     B = x.shape[1] if x.dim() == 5 else x.shape[0]
+    events = model.spiking and x.dim() == 5  # event frames: the first layer accumulates each event
     records: list[LayerOps] = []
     first = True
     hooks = []
@@ -79,6 +84,8 @@ def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
             dense = dense_ops(module, inp, out, B * steps)
             spikes = model.spiking and is_spikes(inp)
             rates = inp.reshape(steps, -1).ne(0).float().mean(1).tolist() if spikes else None
+            if events and first and not spikes:  # event counts (resized: fractional): events per element
+                rates = inp.reshape(steps, -1).float().mean(1).tolist()
             paper = stage in model.split_points and ".shortcut" not in f".{name}" and not first
             first = False
             records.append(LayerOps(stage, name, dense, rates, paper))

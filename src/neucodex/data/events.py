@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import framing
-from ..aer import read_aedat4, read_bin
+from ..aer import read_aedat4, read_bin, stream_sizes
 from ..cache import cache_root
 from .base import DatasetSpec, Subset, missing, register_dataset
 from .dvs import DVSEmulator
@@ -73,10 +73,29 @@ class EventFiles(Dataset):
         tmp.replace(cached)
         return frames, self.targets[i]
 
+    def stream_sizes(self, i: int) -> dict[str, int]:
+        """Sample ``i``'s recording as it would be sent whole (:func:`neucodex.aer.stream_sizes`)."""
+        return stream_sizes(self.reader(self.paths[i]))
+
     def _events(self, path: Path) -> tuple[np.ndarray, tuple[int, int, int]]:
         """A recording's events and its sensor size."""
         ev = self.reader(path)
         return (ev, self.sensor_size) if self.sensor_size is not None else framing.crop(ev)
+
+
+def recording_sizes(ds: Dataset) -> list[dict[str, int]] | None:
+    """Per sample of ``ds``, its recording's size sent whole (events, AER bytes, gzipped bytes);
+    None when ``ds`` is not read from recordings (or stored sizes, as the embedded demo sets hold)."""
+    index = list(range(len(ds)))
+    while not hasattr(ds, "stream_sizes"):
+        if isinstance(ds, Subset | torch.utils.data.Subset):
+            index = [int(ds.indices[i]) for i in index]
+            ds = ds.base if isinstance(ds, Subset) else ds.dataset
+        elif hasattr(ds, "base"):
+            ds = ds.base
+        else:
+            return None
+    return [ds.stream_sizes(i) for i in index]
 
 
 def _extracted(root: Path, cache_dir) -> Path:

@@ -13,12 +13,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..accounting import combine, measure_bits
 from ..baselines import CodecPoint, codec_curve
 from ..checkpoint import CheckpointError, load_checkpoint, read_info
 from ..data import stratified, stratified_subset
+from ..data.events import recording_sizes
 from ..energy import OpCounts, coinference_energy, split_point_rows
 from ..evaluate import check_fits, load_split, predict, resolve_device, to_model_input, with_data
 from ..exit import evaluate_policy
@@ -182,6 +184,21 @@ def analyse(
     )
     points = codec_curve(backbone, images, labels, CODEC_QUALITIES)[1] if codecs and images.dim() == 4 else []
     cloud = cloud_only_point(points, ev["accuracy"], bits_exit.input_bits)
+    sizes = recording_sizes(ds) if images.dim() == 5 else None
+    event_stream = None
+    if sizes:  # event input: cloud-only sends the recording itself, compressed
+        event_stream = {
+            "events": float(np.mean([s["events"] for s in sizes])),
+            "aer_bits": 8.0 * float(np.mean([s["aer_bytes"] for s in sizes])),
+            "gzip_bits": 8.0 * float(np.mean([s["gzip_bytes"] for s in sizes])),
+            "frame_bits": float(bits_exit.input_bits),
+        }
+        cloud = CloudOnly(
+            "gzipped event stream",
+            event_stream["gzip_bits"],
+            None,
+            "each recording's events as the 40-bit AER stream (5 bytes per event), gzip level 9",
+        )
     x = to_model_input(ops_samples(images, labels), torch.device("cpu"))
 
     dnn = create_model(ck.info.model.name, **{**ck.info.model.kwargs, "spiking": False}).eval()
@@ -252,4 +269,5 @@ def analyse(
             for i in range(len(ds))
         ],
         runtime=runtime and runtime.get("summary"),
+        event_stream=event_stream,
     )

@@ -64,6 +64,16 @@ def markdown(r: Report) -> str:
         f"| cloud-only sends | {c.name}: {c.bits:.0f} bits per sample ({c.source}) |",
         "",
     ]
+    if r.event_stream:
+        s = r.event_stream
+        lines += [
+            f"Event input: a recording holds {s['events']:.0f} events on average — {s['aer_bits']:.0f} bits as AER "
+            f"(5 bytes per event; co-inference sends {s['aer_bits'] / max(b.payload_bits, 1e-9):.1f}x fewer payload "
+            f"bits), {s['gzip_bits']:.0f} bits gzipped ({s['gzip_bits'] / max(b.payload_bits, 1e-9):.1f}x), "
+            f"{s['frame_bits']:.0f} bits as the T-bin frames in 8-bit counts "
+            f"({s['frame_bits'] / max(b.payload_bits, 1e-9):.1f}x).",
+            "",
+        ]
     if r.runtime:
         s = r.runtime
         lines += [

@@ -82,6 +82,7 @@ class Report:
     codecs: list[CodecPoint] = field(default_factory=list)  # the codec curve on the same samples
     per_sample: list[dict] = field(default_factory=list)
     runtime: dict | None = None  # the live run's summary, when the run directory has one
+    event_stream: dict | None = None  # event input: mean recording sizes (events, AER, gzip, frame bits)
     files: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
