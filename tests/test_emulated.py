@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from neucodex.aer import read_bin
@@ -102,3 +103,35 @@ def test_build_cli(tmp_path, capsys):
     assert main(["datasets", "cifar10-dvs-emu", "--root", str(tmp_path / "o"), "-T", "2", "--json"]) == 0
     splits = json.loads(capsys.readouterr().out)["splits"]
     assert sum(s["samples"] for s in splits.values()) == 6
+
+
+def test_an_event_demo_set_is_held_out_framed_and_sized(tmp_path, monkeypatch):
+    """``neucodex zoo --demo-events``: held-out test recordings, one of each class in turn, framed as
+    the dataset frames them, with each recording's own size kept for the cloud-only baseline."""
+    import neucodex.data.base as base
+    import neucodex.data.demos as demos
+    from neucodex.data import dataset_spec
+
+    monkeypatch.setattr(demos, "demo_path", lambda name: tmp_path / f"{name}.npz")
+    monkeypatch.setattr(base, "_DATASETS", dict(base._DATASETS))  # the set registered here leaves with the test
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
+    images = image_folder(tmp_path / "img", per_class=10)
+    build_emulated("cifar10-dvs-emu", images, tmp_path / "emu", per_class=10, progress=False)
+    path = demos.write_event_demo("cifar10-dvs-emu", tmp_path / "emu", T=4, size=16, per_class=1)
+    test = build_dataset("cifar10-dvs-emu", "test", root=tmp_path / "emu", T=4, size=16)
+    demo = build_dataset("cifar10-dvs-emu-demo", "test", T=4)
+    assert dataset_spec("cifar10-dvs-emu-demo").test_only and len(demo) == len(test) == 3
+    assert sorted(demo.targets) == [0, 1, 2]
+    by_label = {test.targets[i]: test[i][0] for i in range(3)}
+    for i in range(3):
+        x, y = demo[i]
+        torch.testing.assert_close(x, by_label[y], rtol=1e-3, atol=1e-2)  # stored as float16
+    with np.load(path) as z:
+        assert z["frames"].dtype == np.float16 and int(z["T"]) == 4
+        stored = sorted(z["aer_bytes"].tolist())
+    assert stored == sorted(Path(test.base.paths[j]).stat().st_size for j in test.indices)  # 5 bytes per event
+    assert build_dataset("cifar10-dvs-emu-demo", "test", T=2)[0][0].shape == (2, 2, 16, 16)
+    with pytest.raises(DatasetMissingError, match="holds frames at T=4"):
+        build_dataset("cifar10-dvs-emu-demo", "test", T=8)
+    with pytest.raises(DatasetMissingError, match="only a test split"):
+        build_dataset("cifar10-dvs-emu-demo", "train", T=4)

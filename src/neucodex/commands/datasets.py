@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         return
     spec = dataset_spec(args.name)
     summary = {"dataset": spec.name, "T": args.T, "splits": {}}
-    for split in ("train", "val", "test"):
+    for split in ("test",) if spec.test_only else ("train", "val", "test"):
         t0 = time.perf_counter()
         ds = build_dataset(
             spec.name,

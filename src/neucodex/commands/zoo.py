@@ -35,6 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="(maintainers) rewrite the embedded demo set: 100 images per class from the held-out test split at ROOT",
     )
     p.add_argument(
+        "--demo-events",
+        nargs=3,
+        metavar=("DATASET", "ROOT", "T"),
+        help="(maintainers) write the embedded event demo set DATASET-demo: --per-class held-out test recordings "
+        "of DATASET at ROOT, framed at T bins (and the dataset's size)",
+    )
+    p.add_argument("--per-class", type=int, default=10, help="for --demo-events: recordings per class")
+    p.add_argument(
         "--delta-fp32",
         action="store_true",
         help="for --add of a co-inference checkpoint: ship what differs from --backbone in fp32, not fp16",
@@ -48,6 +56,15 @@ def run(args: argparse.Namespace) -> None:
         from ..publish import write_demo_images
 
         print(f"wrote {write_demo_images(args.demo_images)}")
+        return
+    if args.demo_events:
+        from ..data.demos import write_event_demo
+        from ..errors import NeucodexError
+
+        dataset, root, T = args.demo_events
+        if not T.isdigit() or int(T) < 1:
+            raise NeucodexError(f"--demo-events: T must be a positive integer, got {T!r}")
+        print(f"wrote {write_event_demo(dataset, root, int(T), per_class=args.per_class)}")
         return
     if args.code_models:
         from ..checkpoint import read_info

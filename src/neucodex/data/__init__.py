@@ -13,6 +13,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..errors import InvalidArgumentError
+from . import demos as _demos  # noqa: F401  (registers)
 from . import emulated as _emulated  # noqa: F401  (registers)
 from . import events as _events  # noqa: F401  (registers)
 from . import static as _static  # noqa: F401  (registers)

@@ -33,6 +33,7 @@ class DatasetSpec:
     # event datasets read from recordings: the sensor (W, H, P) they are framed on, or
     # "per-recording" (each recording cropped to its events); None: no recordings to read
     sensor: tuple[int, int, int] | str | None = None
+    test_only: bool = False  # an embedded held-out set: only the test split (and 'all')
 
 
 _DATASETS: dict[str, DatasetSpec] = {}

@@ -283,5 +283,6 @@ register_dataset(
         "nothing: shipped inside the package",
         "always available offline",
         _cifar10_demo,
+        test_only=True,
     )
 )
