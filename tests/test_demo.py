@@ -284,10 +284,13 @@ def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tm
     from neucodex.pretrained import entries
 
     default = PRETRAINED["cifar10-demo"][0]
+    model = next(e.model for e in entries() if f"zoo:{e.name}" == default)
     for e in entries():
-        if e.kind == "coinference":
+        if e.kind == "coinference" and e.model == model:
             assert _demo_coinference(e.name, default) == (f"zoo:{e.name}", f"zoo:{e.base}")
-    other = next(e for e in entries() if e.kind == "backbone" and e.T > 1 and f"zoo:{e.name}" != default)
+    other = next(
+        e for e in entries() if e.kind == "backbone" and e.model == model and e.T > 1 and f"zoo:{e.name}" != default
+    )
     own = tmp_path / "coinference-rb8"
     shutil.copytree(resolve("zoo:cifar10-resnet18-rb8"), own)
     info = json.loads((own / "model.json").read_text())
@@ -302,6 +305,7 @@ def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tm
         (["--checkpoint", "zoo:cifar10-resnet18"], "--checkpoint zoo:cifar10-resnet18: the demo streams a shipped"),
         (["--checkpoint", "cifar10-resnet18-rb9"], "--checkpoint zoo:cifar10-resnet18-rb9: the demo streams a shipped"),
         (["--dataset", "digits", "--checkpoint", "zoo:cifar10-resnet18-rb8"], "--checkpoint picks the co-inference"),
+        (["--dataset", "digits", "--root", "somewhere"], "--root is for nmnist; digits is embedded or trained here"),
     ],
 )
 def test_demo_checkpoint_errors_are_one_line(args, message, capsys, tmp_path):

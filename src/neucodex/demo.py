@@ -1,8 +1,10 @@
 """``neucodex demo``: the whole system end to end on embedded data, offline, on a CPU.
 
 Default: the shipped CIFAR-10 spiking ResNet-18 co-inference checkpoint over the 1,000 embedded
-held-out images — no training. ``digits`` / ``digits-dvs``: train (or reuse from the cache) a tiny
-backbone and co-inference model and calibrate early exit first. Then start the cloud server as
+held-out images — no training. Event sets (``nmnist-demo``, …): the shipped event entries over
+their embedded held-out recordings, or over a dataset's test split at ``root`` (``nmnist``).
+``digits`` / ``digits-dvs``: train (or reuse from the cache) a tiny backbone and co-inference
+model and calibrate early exit first. Then start the cloud server as
 its own process on a free loopback port, stream the test images through the edge client, write
 the report, stop the server, and return one summary.
 """
@@ -37,15 +39,25 @@ from .training import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24
-PRETRAINED = {"cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2")}
+PRETRAINED = {
+    "cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2"),
+    "nmnist-demo": ("zoo:nmnist-vgg11", "zoo:nmnist-vgg11-conv1-c8s2"),
+}
 """Datasets the demo runs on shipped checkpoints: (backbone, co-inference) zoo entries."""
+EVENT_DEMOS = {"nmnist": "nmnist-demo"}
+"""Event datasets whose shipped entries the demo runs: on the embedded set, or on the test split at --root."""
 PRETRAINED_QUICK = 100
+
+
+def shipped(dataset: str) -> bool:
+    """Whether this install ships the checkpoints the demo runs on ``dataset``."""
+    names = {e.name for e in zoo_entries()}
+    return dataset in PRETRAINED and all(ref[len(ZOO) :] in names for ref in PRETRAINED[dataset])
 
 
 def default_dataset() -> str:
     """``cifar10-demo`` when this install ships its checkpoints, else ``digits`` (trained here)."""
-    names = {e.name for e in zoo_entries()}
-    return "cifar10-demo" if all(ref[len("zoo:") :] in names for ref in PRETRAINED["cifar10-demo"]) else "digits"
+    return "cifar10-demo" if shipped("cifar10-demo") else "digits"
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -123,6 +135,7 @@ def run_demo(
     rtt_ms: float = 20.0,
     device_factor: float = 10.0,
     checkpoint: str | None = None,
+    root: str | None = None,
 ) -> dict:
     """``cifar10-demo`` (default): the shipped CIFAR-10 checkpoints on the 1,000 embedded held-out
     images, no training; ``checkpoint`` picks another shipped co-inference entry (another split
@@ -130,29 +143,39 @@ def run_demo(
     ``digits-dvs``: a tiny model trained here (or cached)."""
     t0 = time.perf_counter()
     dataset = dataset or default_dataset()
+    source = dataset  # where the test samples come from: the embedded set, or the dataset at --root
+    if dataset in EVENT_DEMOS:
+        dataset = EVENT_DEMOS[dataset]
+        source = source if root else dataset
+    elif root:
+        raise NeucodexError(f"--root is for {', '.join(EVENT_DEMOS)}; {dataset} is embedded or trained here")
     if checkpoint and dataset not in PRETRAINED:
         raise NeucodexError(
             f"--checkpoint picks the co-inference checkpoint for cifar10-demo; {dataset} trains its own model"
         )
     if dataset in PRETRAINED:
-        if default_dataset() != dataset:
+        if not shipped(dataset):
             raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
         backbone_dir, coinf_dir = PRETRAINED[dataset]
         if checkpoint:
             coinf_dir, backbone_dir = _demo_coinference(checkpoint, backbone_dir)
         reused = True
         _say(f"[1/5] using the shipped checkpoints {backbone_dir} and {coinf_dir} (no training)", quiet)
-        _say("[2/5] early exit calibrated on CIFAR-10 validation images when the checkpoint was made", quiet)
-        test = build_dataset(dataset, "test", train_augment=False)
+        _say("[2/5] early exit calibrated on its validation split when the checkpoint was made", quiet)
+        T = read_info(coinf_dir).model.steps
+        test = build_dataset(source, "test", root=root, T=T, train_augment=False)
         test = stratified(test, PRETRAINED_QUICK if quick else None)
         n = len(test)
-        report_data = {"dataset": dataset}
+        report_data = {"dataset": source, "root": root}
     elif dataset in ("digits", "digits-dvs"):
         backbone_dir, coinf_dir, cfg, reused = _trained_here(dataset, quick, cache_dir, quiet)
         test = None
         report_data = {}
     else:
-        raise NeucodexError(f"the demo runs on cifar10-demo (shipped model), digits or digits-dvs, not {dataset!r}")
+        raise NeucodexError(
+            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), digits or digits-dvs, "
+            f"not {dataset!r}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({"backbone": backbone_dir, "coinference": [coinf_dir]}))

@@ -12,10 +12,12 @@ HELP = "the whole system end to end: the shipped CIFAR-10 model on embedded held
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
-        choices=("cifar10-demo", "digits", "digits-dvs"),
-        help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); digits, "
-        "digits-dvs: a tiny model trained here first",
+        choices=("cifar10-demo", "nmnist-demo", "nmnist", "digits", "digits-dvs"),
+        help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); nmnist-demo: the "
+        "shipped N-MNIST event model on 100 embedded held-out real recordings (nmnist with --root: on the "
+        "test split there); digits, digits-dvs: a tiny model trained here first",
     )
+    p.add_argument("--root", help="with --dataset nmnist: the recordings (folder or .tar.gz), its test split streamed")
     p.add_argument("--events", action="store_true", help="same as --dataset digits-dvs")
     p.add_argument(
         "--checkpoint",
@@ -45,5 +47,6 @@ def run(args: argparse.Namespace) -> None:
         rtt_ms=args.rtt_ms,
         device_factor=args.device_factor,
         checkpoint=args.checkpoint,
+        root=args.root,
     )
     print(json.dumps(s, default=float) if args.json else demo_table(s))
