@@ -265,6 +265,17 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached
 
 
+def test_demo_runs_the_shipped_event_model_on_held_out_real_recordings(tmp_path):
+    """`neucodex demo --dataset nmnist-demo`: the shipped N-MNIST entries over the 100 embedded
+    held-out real recordings; cloud-only is the gzipped event stream, far above the code."""
+    s = _demo(tmp_path, "--dataset", "nmnist-demo")
+    assert s["dataset"] == "nmnist-demo" and s["T"] == 8 and s["status"]["ok"] == s["samples"] == 100
+    assert s["checkpoint"].startswith("zoo:nmnist-") and s["backbone_accuracy"] > 90.0
+    assert s["cloud_only"]["name"] == "gzipped event stream" and s["cloud_only"]["bits"] > 50 * s["payload_bits"]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["event_stream"]["aer_bits"] > report["event_stream"]["gzip_bits"] > 0
+
+
 def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
     """--checkpoint runs the demo at another split point, here from a directory as `neucodex
     finetune` leaves one (a copy of the shipped rb8): its 16-bit code per step can never cost
