@@ -21,38 +21,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from sklearn.datasets import load_digits
 
 from neucodex.aer import read_bin, stream_sizes
 from neucodex.data import dataset_spec, stratified_subset
-from neucodex.data.dvs import PROTOCOLS
-
-
-def digit_images(n: int) -> list[np.ndarray]:
-    d = load_digits()
-    idx = stratified_subset(d.target, n)
-    out = []
-    for k in idx:
-        im = Image.fromarray((d.images[k] * 255 / 16).astype(np.uint8)).resize((20, 20), Image.BICUBIC)
-        canvas = np.zeros((28, 28), np.uint8)
-        canvas[4:24, 4:24] = np.asarray(im)
-        out.append(canvas)
-    return out
-
-
-def statistics(recordings: list[np.ndarray]) -> dict:
-    counts = np.array([len(e) for e in recordings])
-    pixels = np.array([len(np.unique(e["x"] * 256 + e["y"])) for e in recordings])
-    profile = sum(np.histogram(e["t"], bins=30, range=(0, 300_000))[0] for e in recordings)
-    return {
-        "events": counts.mean(),
-        "sd": counts.std(),
-        "on": np.mean([e["p"].mean() for e in recordings]),
-        "pixels": pixels.mean(),
-        "per_pixel": (counts / pixels).mean(),
-        "profile": profile / profile.sum(),
-    }
+from neucodex.data.dvs import PROTOCOLS, digit_images, recording_statistics
 
 
 def recordings_under(root: Path) -> list[Path]:
@@ -90,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
 
     paths = recordings_under(Path(args.root))
-    real = statistics([read_bin(p) for p in paths])
+    real = recording_statistics([read_bin(p) for p in paths])
     images = digit_images(args.samples)
     print(f"Real N-MNIST: {len(paths)} recordings; emulated: {len(images)} digits (stratified), n-mnist protocol\n")
     print("| set | events / recording | ON fraction | active pixels | events / active pixel | profile corr. |")
@@ -102,7 +74,7 @@ def main() -> None:
     base = PROTOCOLS["n-mnist"]
     for th in (float(t) for t in args.thresholds.split(",")):
         proto = replace(base, emulator=replace(base.emulator, threshold=th))
-        e = statistics([proto.record(img, seed=k) for k, img in enumerate(images)])
+        e = recording_statistics([proto.record(img, seed=k) for k, img in enumerate(images)])
         mark = " (shipped)" if th == base.emulator.threshold else ""
         print(
             f"| emulated, threshold {th:g}{mark} | {e['events']:,.0f} ± {e['sd']:,.0f} | {e['on']:.3f} | "

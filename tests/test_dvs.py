@@ -58,43 +58,17 @@ def test_tonic_format_frames():
     assert frames.shape == (4, 2, 16, 16) and frames.sum() > 0
 
 
-def digit_images(n: int) -> list[np.ndarray]:
-    """scikit-learn's 8x8 digits drawn as MNIST draws them: 20x20 in a 28x28 black square, 8-bit."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    out = []
-    for k in range(0, len(d.images), len(d.images) // n)[:n]:
-        im = Image.fromarray((d.images[k] * 255 / 16).astype(np.uint8)).resize((20, 20), Image.BICUBIC)
-        canvas = np.zeros((28, 28), np.uint8)
-        canvas[4:24, 4:24] = np.asarray(im)
-        out.append(canvas)
-    return out
-
-
-def statistics(recordings: list[np.ndarray]) -> dict:
-    counts = np.array([len(e) for e in recordings])
-    pixels = np.array([len(np.unique(e["x"] * 256 + e["y"])) for e in recordings])
-    profile = sum(np.histogram(e["t"], bins=30, range=(0, 300_000))[0] for e in recordings)
-    return {
-        "events": counts.mean(),
-        "on": np.mean([e["p"].mean() for e in recordings]),
-        "pixels": pixels.mean(),
-        "per_pixel": (counts / pixels).mean(),
-        "profile": profile / profile.sum(),
-    }
-
-
 def test_emulated_nmnist_matches_real_recordings():
     """The N-MNIST protocol on digit images against the 20 real N-MNIST recordings in tests/data:
     events per sample, ON/OFF balance, active pixels, events per pixel and when in the 300 ms they
     come (three saccades, each peaking mid-way) all agree."""
     from neucodex.aer import read_bin
-    from neucodex.data.dvs import PROTOCOLS
+    from neucodex.data.dvs import PROTOCOLS, digit_images, recording_statistics
 
-    real = statistics([read_bin(p) for p in sorted(Path(__file__).parent.glob("data/nmnist/Train/*/*.bin"))])
-    emulated = statistics([PROTOCOLS["n-mnist"].record(img, seed=k) for k, img in enumerate(digit_images(20))])
+    real = recording_statistics([read_bin(p) for p in sorted(Path(__file__).parent.glob("data/nmnist/Train/*/*.bin"))])
+    emulated = recording_statistics(
+        [PROTOCOLS["n-mnist"].record(img, seed=k) for k, img in enumerate(digit_images(20))]
+    )
     assert abs(emulated["on"] - real["on"]) < 0.03
     for key in ("events", "pixels", "per_pixel"):
         assert 0.7 < emulated[key] / real[key] < 1.4, (key, emulated[key], real[key])

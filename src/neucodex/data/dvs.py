@@ -236,3 +236,36 @@ PROTOCOLS: dict[str, Protocol] = {
         loops=4,
     ),
 }
+
+
+def digit_images(n: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` of scikit-learn's 8x8 digits (stratified by class) drawn as MNIST draws digits — 20x20
+    in a 28x28 black square, 8-bit: what the ``n-mnist`` protocol is checked on against real N-MNIST."""
+    from sklearn.datasets import load_digits
+
+    from .splits import stratified_subset
+
+    d = load_digits()
+    out = []
+    for k in stratified_subset(d.target, n, seed):
+        im = Image.fromarray((d.images[k] * 255 / 16).astype(np.uint8)).resize((20, 20), Image.BICUBIC)
+        canvas = np.zeros((28, 28), np.uint8)
+        canvas[4:24, 4:24] = np.asarray(im)
+        out.append(canvas)
+    return out
+
+
+def recording_statistics(recordings: list[np.ndarray], duration_us: int = 300_000, bins: int = 30) -> dict:
+    """What a set of recordings looks like: events per recording (mean, sd), ON fraction, active
+    pixels, events per active pixel, and the share of events in each of ``bins`` time bins."""
+    counts = np.array([len(e) for e in recordings])
+    pixels = np.array([len(np.unique(e["x"].astype(np.int64) * 4096 + e["y"])) for e in recordings])
+    profile = sum(np.histogram(e["t"], bins=bins, range=(0, duration_us))[0] for e in recordings)
+    return {
+        "events": counts.mean(),
+        "sd": counts.std(),
+        "on": float(np.mean([e["p"].mean() for e in recordings])),
+        "pixels": pixels.mean(),
+        "per_pixel": (counts / np.maximum(pixels, 1)).mean(),
+        "profile": profile / max(profile.sum(), 1),
+    }
