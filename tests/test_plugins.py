@@ -124,7 +124,7 @@ def test_build_dataset_applies_tonic_event_transforms_before_framing(tmp_path):
                 strict=True,
             )
             write_bin(d / f"{k:05d}.bin", list(ev))
-    kw = dict(root=tmp_path, T=2, size=34, cache_dir=tmp_path / "cache")
+    kw = dict(root=tmp_path, T=2, size=34, cache_dir=tmp_path / "cache", train_augment=False)
     plain = build_dataset("nmnist", "train", **kw)
     flipped = build_dataset("nmnist", "train", event_transform=tt.RandomFlipLR(sensor_size=(34, 34, 2), p=1.0), **kw)
     dropped = build_dataset("nmnist", "train", event_transform=tt.DropEvent(p=1.0), **kw)

@@ -183,7 +183,9 @@ def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):
     """The shipped weights re-measured on ``CHECK_SAMPLES`` embedded images stratified by class (the
     whole 1,000 cost about 40 s per co-inference entry; the README's figures on all of them were
     measured by the same call): accuracy, mean exit steps and bits as stored."""
-    assert entry.check is not None and entry.check["samples"] == zoo.CHECK_SAMPLES, "re-measure: measure_on_demo"
+    assert entry.check is not None, "re-measure: measure_on_demo"
+    whole = len(build_dataset(entry.check["dataset"], "test", T=entry.T))  # an event demo set may hold fewer
+    assert entry.check["samples"] == min(zoo.CHECK_SAMPLES, whole), "re-measure: measure_on_demo"
     r = evaluate_checkpoint(f"zoo:{entry.name}", dataset=entry.check["dataset"], device="cpu", limit=zoo.CHECK_SAMPLES)
     assert r["samples"] == entry.check["samples"]
     assert r["accuracy"] == pytest.approx(entry.check["accuracy"], abs=TOLERANCE_PP)

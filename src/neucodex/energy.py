@@ -5,9 +5,9 @@ Every conv, transposed conv and linear layer is counted per timestep: its dense 
 binary spikes costs ``AC × rate × dense`` — eq. 7's SyOPs, ``fr × T × FLOPs`` summed over the
 timesteps run; a layer with real-valued input (the first layer of an SNN fed images, every DNN
 layer, a classifier after pooling) costs ``MAC × dense``. The first layer of an SNN fed event
-frames (``[T, B, 2, H, W]`` event counts) costs accumulates too: each input event is added into
-its fan-out, so it costs ``AC × dense × (events per input element)`` — the same SyOPs rule, with
-the event rate in place of the firing rate. BN (foldable into the conv) and neuron updates
+frames (``[T, B, 2, H, W]``: two polarities of non-negative event counts) costs accumulates too:
+each input event is added into its fan-out, so it costs ``AC × dense × (events per input
+element)`` — the same SyOPs rule, with the event rate in place of the firing rate. BN (foldable into the conv) and neuron updates
 are not counted, as in the paper.
 
 Scopes: ``full`` (default) counts every layer on the edge — stem, downsample shortcuts, the
@@ -71,7 +71,8 @@ def count_ops(model: Backbone, x: torch.Tensor) -> list[LayerOps]:
     """
     T = model.T if model.spiking else 1
     B = x.shape[1] if x.dim() == 5 else x.shape[0]
-    events = model.spiking and x.dim() == 5  # event frames: the first layer accumulates each event
+    # event frames ([T, B, 2 polarities, H, W] counts, never negative): the first layer accumulates each event
+    events = model.spiking and x.dim() == 5 and x.shape[2] == 2 and bool((x >= 0).all())
     records: list[LayerOps] = []
     first = True
     hooks = []
