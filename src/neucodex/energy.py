@@ -7,8 +7,8 @@ timesteps run; a layer with real-valued input (the first layer of an SNN fed ima
 layer, a classifier after pooling) costs ``MAC × dense``. The first layer of an SNN fed event
 frames (``[T, B, 2, H, W]``: two polarities of non-negative event counts) costs accumulates too:
 each input event is added into its fan-out, so it costs ``AC × dense × (events per input
-element)`` — the same SyOPs rule, with the event rate in place of the firing rate. BN (foldable into the conv) and neuron updates
-are not counted, as in the paper.
+element)`` — the same SyOPs rule, with the event rate in place of the firing rate. BN (foldable
+into the conv) and neuron updates are not counted, as in the paper.
 
 Scopes: ``full`` (default) counts every layer on the edge — stem, downsample shortcuts, the
 bottleneck encoder. ``paper`` follows SpikeBottleNet §4.3: only the convolutions inside the
