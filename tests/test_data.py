@@ -16,7 +16,7 @@ from PIL import Image
 
 from neucodex.data import DatasetMissingError, build_dataset, dataset_spec, list_datasets
 from neucodex.data.events import read_bin
-from neucodex.errors import NeucodexError
+from neucodex.errors import InvalidArgumentError, NeucodexError
 
 NMNIST = Path(__file__).resolve().parent / "data" / "nmnist"
 
@@ -378,3 +378,25 @@ def test_every_subset_a_figure_comes_from_is_balanced_by_class():
         assert np.bincount(labels[sub[:k]], minlength=10).tolist() == [k // 10] * 10
     assert stratified_subset(labels, 50, seed=1).tolist() != sub[:50].tolist()  # seeded: another draw
     assert stratified(digits, None) is digits and stratified(digits, 10_000) is digits
+
+
+def test_strong_augmentation_for_small_image_sets(tmp_path):
+    """`data.augment: strong` (Caltech101's recipe): random resized crops and colour jitter on the
+    train split only; datasets without it, and unknown names, are refused in one line."""
+    rng = np.random.default_rng(0)
+    for c in ("ant", "bee"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for k in range(10):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "imgs" / c / f"{k}.png")
+    kw = dict(root=tmp_path / "imgs", size=24, cache_dir=tmp_path / "c")
+    strong = build_dataset("imagefolder", "train", augment="strong", **kw)
+    plain = build_dataset("imagefolder", "train", train_augment=False, **kw)
+    torch.manual_seed(0)
+    a, b = strong[0][0], strong[0][0]
+    assert a.shape == plain[0][0].shape == (3, 24, 24) and not torch.equal(a, b)
+    test = build_dataset("imagefolder", "test", augment="strong", **kw)
+    assert torch.equal(test[0][0], build_dataset("imagefolder", "test", **kw)[0][0])
+    with pytest.raises(InvalidArgumentError, match="only the crop augmentation"):
+        build_dataset("digits", "train", augment="strong")
+    with pytest.raises(InvalidArgumentError, match="augment must be one of crop, strong"):
+        build_dataset("digits", "train", augment="wild")

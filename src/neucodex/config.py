@@ -35,6 +35,7 @@ class DataConfig:
     root: str | None = None
     size: int | None = None
     train_augment: bool = True
+    augment: str = "crop"  # the train augmentation: crop, or strong (random resized crop, flip, colour jitter)
     download: bool = False
     cache_dir: str | None = None
     limit: int | None = None  # cap on samples per split (quick runs, tests)

@@ -48,6 +48,7 @@ def load_split(cfg: ExperimentConfig, split: str, T: int | None = None) -> Datas
         T=T or cfg.model.T,
         size=d.size,
         train_augment=d.train_augment,
+        augment=d.augment,
         download=d.download,
         seed=cfg.seed,
         cache_dir=d.cache_dir,

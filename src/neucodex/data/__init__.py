@@ -7,6 +7,7 @@ frames. Splits are ``train``, ``val`` and ``test``, seeded and stratified.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .base import (
 )
 from .dvs import PROTOCOLS, DVSEmulator, Protocol
 from .emulated import EMULATED, build_emulated
+from .images import AUGMENTS
 from .splits import SPLITS, stratified_split, stratified_subset
 
 
@@ -40,6 +42,7 @@ def build_dataset(
     T: int = 4,
     size: int | None = None,
     train_augment: bool = True,
+    augment: str = "crop",
     download: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
@@ -48,6 +51,9 @@ def build_dataset(
     event_transform: Callable | None = None,
 ) -> Dataset:
     """A dataset split by name; missing files raise :class:`DatasetMissingError` saying where/how.
+
+    ``augment`` names the train split's augmentation: ``crop`` (every dataset) or ``strong``
+    (random resized crop, flip, colour jitter; image folders and Caltech101).
 
     ``transform`` is applied to each sample's input as the dataset gives it — a ``[C, H, W]``
     float image in [0, 1], or ``[T, 2, H, W]`` event frames — after the built-in resizing and
@@ -60,9 +66,15 @@ def build_dataset(
     """
     spec = dataset_spec(name)
     check_split(split)
+    if augment not in AUGMENTS:
+        raise InvalidArgumentError(f"augment must be one of {', '.join(AUGMENTS)} (got {augment!r})")
     if T < 1:
         raise InvalidArgumentError(f"T must be >= 1 (got {T})")
     extra = {}
+    if augment != "crop":
+        if "augment" not in inspect.signature(spec.builder).parameters:
+            raise InvalidArgumentError(f"dataset {name} has only the crop augmentation (augment={augment!r} asked)")
+        extra["augment"] = augment
     if event_transform is not None:
         if spec.kind != "events":
             raise InvalidArgumentError(

@@ -114,9 +114,19 @@ def read_image_archive(archive: Path, channels: int, size: int) -> tuple[np.ndar
     return images, [index[c] for c, _, _ in found], classes
 
 
-def augmentation(size: int, flip: bool) -> v2.Compose:
-    """Standard train augmentation: random crop with padding (size/8), optional horizontal flip."""
-    steps: list = [v2.RandomCrop(size, padding=max(1, size // 8))]
+AUGMENTS = ("crop", "strong")
+"""Train augmentations by name: ``crop`` (random crop with padding, a flip where classes allow it)
+and ``strong`` (random resized crop, flip, colour jitter: small image sets such as Caltech101)."""
+
+
+def augmentation(size: int, flip: bool, kind: str = "crop") -> v2.Compose:
+    """The train augmentation ``kind`` at ``size`` (:data:`AUGMENTS`)."""
+    if kind == "strong":
+        steps: list = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True)]
+    else:
+        steps = [v2.RandomCrop(size, padding=max(1, size // 8))]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
+    if kind == "strong":
+        steps.append(v2.ColorJitter(0.4, 0.4, 0.4, 0.05))
     return v2.Compose(steps)

@@ -26,8 +26,8 @@ from .splits import ALL, holdout_val, stratified_split
 VAL_FRACTION = 0.1
 
 
-def _split(base: Dataset, parts: dict, split: str, size: int, train_augment: bool, flip: bool):
-    transform = augmentation(size, flip) if (split == "train" and train_augment) else None
+def _split(base: Dataset, parts: dict, split: str, size: int, train_augment: bool, flip: bool, augment: str = "crop"):
+    transform = augmentation(size, flip, augment) if (split == "train" and train_augment) else None
     return Subset(base, parts[split], transform, getattr(base, "classes", None))
 
 
@@ -195,7 +195,9 @@ def _folder_or_archive(spec: DatasetSpec, path: Path, size: int, channels: int, 
     raise missing(spec, path, "nothing found")
 
 
-def _caltech101(spec, split, root=None, size=None, train_augment=True, download=False, seed=0, cache_dir=None, **_):
+def _caltech101(
+    spec, split, root=None, size=None, train_augment=True, download=False, seed=0, cache_dir=None, augment="crop", **_
+):
     if root is None:
         raise missing(spec, None, "")
     folder = Path(root) / "caltech101" / "101_ObjectCategories"
@@ -208,7 +210,7 @@ def _caltech101(spec, split, root=None, size=None, train_augment=True, download=
     size = size or spec.default_size
     base = _folder_or_archive(spec, folder, size, 3, cache_dir, exclude=("BACKGROUND_Google",))
     parts = stratified_split(np.asarray(base.targets), 0.2, VAL_FRACTION, seed)
-    return _split(base, parts, split, size, train_augment, flip=True)
+    return _split(base, parts, split, size, train_augment, flip=True, augment=augment)
 
 
 register_dataset(
@@ -226,13 +228,15 @@ register_dataset(
 )
 
 
-def _imagefolder(spec, split, root=None, size=None, train_augment=True, seed=0, cache_dir=None, channels=3, **_):
+def _imagefolder(
+    spec, split, root=None, size=None, train_augment=True, seed=0, cache_dir=None, channels=3, augment="crop", **_
+):
     if root is None:
         raise missing(spec, None, "")
     size = size or spec.default_size
     base = _folder_or_archive(spec, Path(root), size, channels, cache_dir)
     parts = stratified_split(np.asarray(base.targets), 0.1, VAL_FRACTION, seed)
-    return _split(base, parts, split, size, train_augment, flip=True)
+    return _split(base, parts, split, size, train_augment, flip=True, augment=augment)
 
 
 register_dataset(
