@@ -26,7 +26,7 @@ from ..errors import InvalidArgumentError
 from ..framing import PER_RECORDING
 from .base import DatasetMissingError, DatasetSpec, missing, register_dataset
 from .dvs import PROTOCOLS, Protocol
-from .events import EventFiles, _recordings, _split, augment
+from .events import class_folder_split
 from .images import IMAGE_SUFFIXES
 
 MANIFEST = "manifest.json"
@@ -214,10 +214,10 @@ def _loader(sensor: tuple[int, int, int] | None):
     def build(
         spec, split, root=None, T=4, size=None, seed=0, cache_dir=None, event_transform=None, train_augment=True, **_
     ):
-        folder = _built(spec, root)
-        size = size or spec.default_size
-        files = EventFiles(*_recordings(spec, folder, ".bin"), read_bin, sensor, T, size, cache_dir, event_transform)
-        return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
+        return class_folder_split(
+            spec, _built(spec, root), ".bin", read_bin, sensor, split, T=T, size=size, seed=seed,
+            cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment,
+        )  # fmt: skip
 
     return build
 

@@ -151,6 +151,30 @@ def _recordings(spec: DatasetSpec, folder: Path, suffix: str, exclude=()):
     return found
 
 
+def class_folder_split(
+    spec: DatasetSpec,
+    folder: Path,
+    suffix: str,
+    reader: Callable,
+    sensor: tuple[int, int, int] | None,
+    split: str,
+    *,
+    T: int,
+    size: int | None,
+    seed: int,
+    cache_dir,
+    event_transform,
+    train_augment: bool,
+    exclude=(),
+) -> Subset:
+    """One split of recordings in ``folder/<class>/*suffix`` with no official test set: seeded
+    per-class test and val fractions, the train split augmented (flips allowed)."""
+    size = size or spec.default_size
+    found = _recordings(spec, folder, suffix, exclude)
+    files = EventFiles(*found, reader, sensor, T, size, cache_dir, event_transform)
+    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
+
+
 def _nmnist(
     spec,
     split,
@@ -233,10 +257,10 @@ def _ncaltech101(
         from tonic.datasets import NCALTECH101
 
         NCALTECH101(str(root))
-    size = size or spec.default_size
-    found = _recordings(spec, folder, ".bin", exclude=("BACKGROUND_Google",))
-    files = EventFiles(*found, read_bin, None, T, size, cache_dir, event_transform)
-    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
+    return class_folder_split(
+        spec, folder, ".bin", read_bin, None, split, T=T, size=size, seed=seed, cache_dir=cache_dir,
+        event_transform=event_transform, train_augment=train_augment, exclude=("BACKGROUND_Google",),
+    )  # fmt: skip
 
 
 register_dataset(
@@ -275,10 +299,10 @@ def _cifar10dvs(
         from tonic.datasets import CIFAR10DVS
 
         CIFAR10DVS(str(root))
-    size = size or spec.default_size
-    found = _recordings(spec, folder, ".aedat4")
-    files = EventFiles(*found, read_aedat4, (128, 128, 2), T, size, cache_dir, event_transform)
-    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
+    return class_folder_split(
+        spec, folder, ".aedat4", read_aedat4, (128, 128, 2), split, T=T, size=size, seed=seed,
+        cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment,
+    )  # fmt: skip
 
 
 register_dataset(
