@@ -141,6 +141,23 @@ def test_latency_model_pipelining_hides_edge_compute():
     assert co_inference_ms(t, link, 4, 100, device_factor=10) == pytest.approx(50 + 4 * 11.1 + 3 * (50 - 11.1))
 
 
+def test_compute_times_are_medians_of_interleaved_rounds():
+    """A burst of other work in one round (here one slow call) does not move a part's time."""
+    import time
+
+    from neucodex.latency import _medians_ms
+
+    calls = {"n": 0}
+
+    def bursty():
+        calls["n"] += 1
+        time.sleep(0.2 if calls["n"] == 3 else 0.001)
+
+    ms = _medians_ms({"bursty": bursty, "steady": lambda: time.sleep(0.001)}, repeats=5)
+    assert calls["n"] == 6  # a warm-up, then one call per round
+    assert ms["bursty"] < 50 and ms["steady"] < 50
+
+
 def test_energy_cli_errors_are_one_line(capsys):
     assert main(["energy", "nosuchnet"]) == 2
     assert main(["energy", "vgg-tiny", "--profile", "tpu"]) == 2

@@ -19,7 +19,9 @@ server started for it, or given; the report says which.
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -111,17 +113,24 @@ def latency_table(
     return rows
 
 
-def _time_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    t0 = time.perf_counter()
+def _medians_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Each function's median time (ms) over ``repeats`` rounds that run them all in turn: a burst
+    of other work on the cores then lands in one round of every part, not all of one part, and the
+    median drops it — the ratios between the parts are what the latency model uses."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) * 1000.0 / repeats
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1000.0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 @torch.no_grad()
 def measure_timings(
-    model: CoInferenceModel, backbone: Backbone, x: torch.Tensor, dnn: Backbone | None = None, repeats: int = 5
+    model: CoInferenceModel, backbone: Backbone, x: torch.Tensor, dnn: Backbone | None = None, repeats: int = 7
 ) -> Timings:
     """Single-sample times of each part on this machine; ``x`` one sample ``[C, H, W]`` or ``[T, C, H, W]``."""
     model.eval()
@@ -148,13 +157,13 @@ def measure_timings(
             backbone(s)
         backbone.reset_state()
 
-    dnn_ms = None
+    fns = {"edge": run_edge, "cloud": run_cloud, "full": run_full}
     if dnn is not None:
         dnn.eval().set_step_mode("s")
         flat = x.mean(0) if x.dim() == 4 else x
-        dnn_ms = _time_ms(lambda: dnn(flat.unsqueeze(0)), repeats)
-    full = _time_ms(run_full, repeats)
-    return Timings(_time_ms(run_edge, repeats) / T, _time_ms(run_cloud, repeats) / T, full, full, dnn_ms)
+        fns["dnn"] = lambda: dnn(flat.unsqueeze(0))
+    ms = _medians_ms(fns, repeats)
+    return Timings(ms["edge"] / T, ms["cloud"] / T, ms["full"], ms["full"], ms.get("dnn"))
 
 
 def measure_frame_overhead(checkpoint, samples, n: int = 8) -> float:
