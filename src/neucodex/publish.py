@@ -154,6 +154,38 @@ def measure_heldout(e: ZooEntry, root: str | Path, dataset: str = "imagefolder")
     return e
 
 
+def measure_figures(e: ZooEntry, samples: int | None = CHECK_SAMPLES) -> ZooEntry:
+    """A co-inference entry's report figures (``neucodex report``'s: bits, energy in both scopes,
+    latency against edge-only) on ``samples`` of its demo images stratified by class, as shipped,
+    stored in the index as ``figures``: what ``neucodex zoo --grid`` quotes beside the held-out
+    accuracy and bits. Firing rates settle well before 200 samples; compute times do not depend on them."""
+    import tempfile
+    from dataclasses import replace
+
+    from .report.figures import analyse
+
+    if e.kind != "coinference" or not e.base:
+        raise ZooError(f"zoo:{e.name} is not a co-inference entry on a zoo backbone: it has no report figures")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = {"backbone": str(resolve(PREFIX + e.base)), "coinference": [str(resolve(PREFIX + e.name))]}
+        (Path(tmp) / "run.json").write_text(json.dumps(run))
+        r = analyse(tmp, samples=samples, dataset=e.check["dataset"] if e.check else None, codecs=False)
+    b, energy = r.bits["exit"], r.energy["45nm"]
+    figures = {
+        "dataset": r.dataset,
+        "samples": r.samples,
+        "payload_bits": b.payload_bits,
+        "float32_bits": b.float32_bits,
+        "edge_compute_saving": energy.compute_reduction_vs_edge_only_snn,
+        "edge_compute_saving_paper": energy.compute_reduction_vs_edge_only_snn_paper,
+        "break_even_nj_per_bit": energy.break_even_nj_per_bit,
+        "latency_speedup": {f"{x['bandwidth_mbps']:g}": x["speedup_vs_edge_only"] for x in r.latency},
+    }
+    e = replace(e, figures=figures)
+    write_index([x for x in entries() if x.name != e.name] + [e])
+    return e
+
+
 def refit_code_models(e: ZooEntry, root: str | Path, samples: int | None = 10_000) -> ZooEntry:
     """Count a shipped spiking cut's code models on ``samples`` training images at ``root`` and
     write them into its ``model.json`` (its weights, model id and accuracy stay; its bits change,

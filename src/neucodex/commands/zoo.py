@@ -13,6 +13,9 @@ HELP = "list the pretrained checkpoints shipped with the package"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one object per entry")
     p.add_argument("--markdown", action="store_true", help="a Markdown table with the demo figures (as in the README)")
+    p.add_argument(
+        "--grid", action="store_true", help="the seeds' grid (backbone x dataset) as a Markdown table, from the index"
+    )
     p.add_argument("--add", metavar="DIR", help="(maintainers) add a checkpoint directory as fp16 under --name")
     p.add_argument("--name", help="entry name for --add; with --remeasure or --code-models, only this entry")
     p.add_argument("--source", default="", help="how the checkpoint was made, for --add")
@@ -22,6 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--remeasure",
         metavar="ROOT",
         help="(maintainers) re-measure every entry as shipped: on the demo images, and on the held-out test at ROOT",
+    )
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="(maintainers) measure every co-inference entry's (or --name's) report figures on its demo images "
+        "(energy, latency: what --grid quotes)",
     )
     p.add_argument(
         "--code-models",
@@ -75,6 +84,23 @@ def run(args: argparse.Namespace) -> None:
             if e.kind == "coinference" and args.name in (None, e.name) and read_info(PREFIX + e.name).model.spiking:
                 e = refit_code_models(e, args.code_models)
                 print(f"zoo:{e.name}: code models counted; model.json {e.json_sha256[:16]}…")
+        return
+    if args.grid:
+        from ..grid import markdown as grid
+
+        print(grid())
+        return
+    if args.figures:
+        from ..publish import measure_figures
+
+        for e in entries():
+            if e.kind == "coinference" and args.name in (None, e.name):
+                e = measure_figures(e)
+                f = e.figures
+                print(
+                    f"zoo:{e.name}: edge compute {100 * f['edge_compute_saving_paper']:.1f}% below edge-only "
+                    f"(SpikeBottleNet's scope), {f['latency_speedup']['10']:.2f}x faster at 10 Mbit/s"
+                )
         return
     if args.remeasure:
         from ..publish import measure_heldout, measure_on_demo

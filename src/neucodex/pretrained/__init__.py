@@ -54,6 +54,7 @@ class ZooEntry:
     delta_sha256: str | None = None  # of DELTA
     check: dict | None = None  # the same figures on CHECK_SAMPLES demo images (stratified): what the tests re-measure
     heldout: dict | None = None  # the weights as shipped on the held-out test images (publish.measure_heldout)
+    figures: dict | None = None  # a co-inference entry's report figures on the demo images (publish.measure_figures)
 
     @property
     def accuracy(self) -> float | None:
