@@ -155,7 +155,7 @@ def test_demo_images_are_100_per_class():
 
 
 def test_the_demo_set_is_written_from_the_held_out_split_interleaved(tmp_path, monkeypatch):
-    """What made cifar10-demo.npz (``neucodex zoo --demo-images ROOT``), on a tiny image folder:
+    """What made cifar10-demo.npz (``neucodex zoo --demo-images imagefolder ROOT``), on a tiny image folder:
     images of the test split only (none the train split holds), one of each class in turn."""
     from PIL import Image
 
@@ -169,12 +169,48 @@ def test_the_demo_set_is_written_from_the_held_out_split_interleaved(tmp_path, m
     monkeypatch.setattr(publish, "HERE", tmp_path / "pkg")
     (tmp_path / "pkg").mkdir()
     monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
-    path = publish.write_demo_images(tmp_path / "imgs", per_class=2)
+    path = publish.write_demo_images("imagefolder", tmp_path / "imgs", per_class=2)
+    assert path == tmp_path / "pkg" / "cifar10-demo.npz"
     with np.load(path) as f:
         labels, source = f["labels"].tolist(), f["source_indices"]
     assert labels == [0, 1, 2] * 2
     train = build_dataset("imagefolder", "train", root=tmp_path / "imgs", size=32, train_augment=False)
     assert not set(source.tolist()) & set(train.indices)
+
+
+def test_a_caltech101_demo_set_is_its_held_out_images_at_the_model_size(tmp_path, monkeypatch):
+    """``neucodex zoo --demo-images caltech101 ROOT`` on a tiny folder in Caltech101's layout: the
+    images of the test split at 64x64, balanced, and registered as a test-only static dataset."""
+    from PIL import Image
+
+    import neucodex.publish as publish
+    import neucodex.data.base as data_base
+    from neucodex.data import dataset_spec
+    from neucodex.data.demos import _register
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "root" / "caltech101" / "101_ObjectCategories"
+    for c in ("ant", "bee", "cow", "BACKGROUND_Google"):
+        (folder / c).mkdir(parents=True)
+        for k in range(10):
+            img = rng.integers(0, 256, (48 + k, 60, 3), dtype=np.uint8)
+            Image.fromarray(img).save(folder / c / f"image_{k:04d}.jpg")
+    monkeypatch.setattr(publish, "HERE", tmp_path / "pkg")
+    (tmp_path / "pkg").mkdir()
+    monkeypatch.setenv("NEUCODEX_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(zoo.ZooError, match="rarest class"):
+        publish.write_demo_images("caltech101", tmp_path / "root", per_class=3)  # 20% of 10: 2 per class
+    path = publish.write_demo_images("caltech101", tmp_path / "root", per_class=2, name="tinycal-demo")
+    monkeypatch.setattr(data_base, "_DATASETS", dict(data_base._DATASETS))  # registered for this test only
+    _register(path)
+    spec = dataset_spec("tinycal-demo")
+    assert (spec.kind, spec.classes, spec.default_size, spec.test_only) == ("static", 3, 64, True)
+    ds = build_dataset("tinycal-demo", "test")
+    assert len(ds) == 6 and [ds[i][1] for i in range(6)] == [0, 1, 2] * 2 and ds[0][0].shape == (3, 64, 64)
+    with pytest.raises(Exception, match="only a test split"):
+        build_dataset("tinycal-demo", "train")
+    with pytest.raises(zoo.ZooError, match="event dataset"):
+        publish.write_demo_images("nmnist", tmp_path / "root")
 
 
 @pytest.mark.slow

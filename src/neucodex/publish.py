@@ -207,27 +207,35 @@ def refit_code_models(e: ZooEntry, root: str | Path, samples: int | None = 10_00
     return e
 
 
-def write_demo_images(root: str | Path, per_class: int = 100, seed: int = 0) -> Path:
-    """The embedded demo set: the first ``per_class`` images of each class in the *test* split of
-    ``imagefolder`` at ``root`` (the CIFAR-10 training JPEGs), which no training step sees, stored
-    interleaved by class (one of each class in turn), so any prefix of it is balanced too."""
+def write_demo_images(
+    dataset: str, root: str | Path, per_class: int = 100, seed: int = 0, name: str | None = None
+) -> Path:
+    """The embedded demo set ``name`` (default ``<dataset>-demo``; the CIFAR-10 JPEGs' is
+    ``cifar10-demo``): the first ``per_class`` images of each class in the *test* split of
+    ``dataset`` at ``root``, which no training step sees, at the dataset's size, stored interleaved
+    by class (one of each class in turn), so any prefix of it is balanced too."""
     import numpy as np
 
-    from .data import build_dataset
-    from .data.static import DEMO_IMAGES
+    from .data import build_dataset, dataset_spec
 
-    test = build_dataset("imagefolder", "test", root=root, size=32, train_augment=False, seed=seed)
+    spec = dataset_spec(dataset)
+    if spec.kind != "static":
+        raise ZooError(f"{dataset} is an event dataset: write its demo set with --demo-events")
+    test = build_dataset(dataset, "test", root=root, size=spec.default_size, train_augment=False, seed=seed)
     labels = np.asarray(test.targets)
+    counts = np.bincount(labels, minlength=len(test.classes))
+    if counts.min() < per_class:
+        raise ZooError(f"{dataset}'s test split holds {counts.min()} images of its rarest class; ask for fewer per class")
     keep = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))], 1).reshape(-1)
     base = test.base
-    images = np.stack([base.images[test.indices[i]] for i in keep])
-    path = HERE / DEMO_IMAGES
+    path = HERE / f"{name or ('cifar10-demo' if dataset == 'imagefolder' else dataset + '-demo')}.npz"
     np.savez_compressed(
         path,
-        images=images,
+        images=np.stack([base.images[test.indices[i]] for i in keep]),
         labels=labels[keep],
         classes=np.asarray(test.classes),
         source_indices=np.asarray([test.indices[i] for i in keep]),
+        dataset=np.asarray(dataset),
     )
     return path
 

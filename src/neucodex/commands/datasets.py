@@ -68,14 +68,16 @@ def run(args: argparse.Namespace) -> None:
 
         raise InvalidArgumentError(f"neucodex datasets takes one dataset name (got {args.name} {args.target})")
     if not args.name:
-        for spec in list_datasets():
+        specs = list_datasets()
+        w = max(len(spec.name) for spec in specs)
+        for spec in specs:
             classes = spec.classes or "any"
             print(
-                f"{spec.name:<13} {spec.kind:<7} {classes!s:>4} classes, {spec.channels} ch, "
+                f"{spec.name:<{w}} {spec.kind:<7} {classes!s:>4} classes, {spec.channels} ch, "
                 f"default {spec.default_size}x{spec.default_size}; {spec.samples}"
             )
-            print(f"{'':<13} files: {spec.layout}")
-            print(f"{'':<13} get:   {spec.get}")
+            print(f"{'':<{w}} files: {spec.layout}")
+            print(f"{'':<{w}} get:   {spec.get}")
         return
     spec = dataset_spec(args.name)
     summary = {"dataset": spec.name, "T": args.T, "splits": {}}

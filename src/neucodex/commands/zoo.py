@@ -40,8 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--demo-images",
-        metavar="ROOT",
-        help="(maintainers) rewrite the embedded demo set: 100 images per class from the held-out test split at ROOT",
+        nargs=2,
+        metavar=("DATASET", "ROOT"),
+        help="(maintainers) write the embedded image demo set DATASET-demo (imagefolder: cifar10-demo): --per-class "
+        "images of each class from the held-out test split of DATASET at ROOT",
     )
     p.add_argument(
         "--demo-events",
@@ -50,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="(maintainers) write the embedded event demo set DATASET-demo: --per-class held-out test recordings "
         "of DATASET at ROOT, framed at T bins (and the dataset's size)",
     )
-    p.add_argument("--per-class", type=int, default=10, help="for --demo-events: recordings per class")
+    p.add_argument(
+        "--per-class", type=int, help="for --demo-images / --demo-events: samples per class (default 100 / 10)"
+    )
     p.add_argument(
         "--delta-fp32",
         action="store_true",
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> None:
     if args.demo_images:
         from ..publish import write_demo_images
 
-        print(f"wrote {write_demo_images(args.demo_images)}")
+        dataset, root = args.demo_images
+        print(f"wrote {write_demo_images(dataset, root, per_class=args.per_class or 100)}")
         return
     if args.demo_events:
         from ..data.demos import write_event_demo
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
         dataset, root, T = args.demo_events
         if not T.isdigit() or int(T) < 1:
             raise NeucodexError(f"--demo-events: T must be a positive integer, got {T!r}")
-        print(f"wrote {write_event_demo(dataset, root, int(T), per_class=args.per_class)}")
+        print(f"wrote {write_event_demo(dataset, root, int(T), per_class=args.per_class or 10)}")
         return
     if args.code_models:
         from ..checkpoint import read_info

@@ -1,15 +1,20 @@
-"""Embedded event demo sets: held-out recordings of an event dataset, shipped framed.
+"""Embedded demo sets: held-out images or recordings of a dataset, shipped in the package.
 
-``<dataset>-demo`` (e.g. ``nmnist-demo``, ``cifar10-dvs-emu-demo``) holds test-split recordings of
-``<dataset>``, stratified by class and interleaved, framed as training frames them (T bins at the
-model's size; integer counts stored as uint8, resized ones as float16 as the frame cache holds
-them) with each recording's size sent whole (events, AER bytes, gzipped bytes), so the demo and
-the zoo's checks run offline and the report's cloud-only baseline stays the real event stream.
-Written by ``neucodex zoo --demo-events DATASET --root DIR`` (:func:`write_event_demo`).
+Every ``pretrained/<name>-demo.npz`` is registered as dataset ``<name>-demo`` (test split only):
+- images (``cifar10-demo``, ``caltech101-demo``): 8-bit ``[N, H, W, 3]`` at the dataset's size,
+  written by ``neucodex zoo --demo-images DATASET ROOT`` (``publish.write_demo_images``);
+- recordings (``nmnist-demo``, ``cifar10-dvs-emu-demo``): framed as training frames them (T bins
+  at the model's size; integer counts stored as uint8, resized ones as float16 as the frame cache
+  holds them) with each recording's size sent whole (events, AER bytes, gzipped bytes), so the
+  report's cloud-only baseline stays the real event stream; written by ``neucodex zoo
+  --demo-events DATASET ROOT T`` (:func:`write_event_demo`).
+Both hold test-split samples only, stratified by class and interleaved, so the demo and the zoo's
+checks run offline on data no training step saw.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import DatasetMissingError, DatasetSpec, Subset, dataset_spec, register_dataset
+from .images import ImageArray
 from .splits import ALL
 
 SUFFIX = "-demo.npz"
@@ -47,10 +53,24 @@ class EventDemo(Dataset):
         return {k: int(v[i]) for k, v in self.sizes.items()}
 
 
-def _builder(spec: DatasetSpec, split, root=None, T=4, size=None, **_):
+def _test_only(spec: DatasetSpec, split: str) -> None:
     if split not in ("test", ALL):
-        raise DatasetMissingError(f"dataset {spec.name!r} has only a test split (held-out recordings); not {split!r}")
-    ds = EventDemo(demo_path(spec.name))
+        raise DatasetMissingError(
+            f"dataset {spec.name!r} has only a test split ({spec.samples}; 'all' is the same); "
+            f"it has no {split!r} split"
+        )
+
+
+def _images(path: Path, spec: DatasetSpec, split, root=None, size=None, **_):
+    _test_only(spec, split)
+    with np.load(path, allow_pickle=False) as z:
+        base = ImageArray(z["images"], z["labels"], [str(c) for c in z["classes"]], size or spec.default_size)
+    return Subset(base, range(len(base)), None, base.classes)
+
+
+def _frames(path: Path, spec: DatasetSpec, split, root=None, T=4, size=None, **_):
+    _test_only(spec, split)
+    ds = EventDemo(path)
     if T > ds.T or (size or ds.size) != ds.size:
         raise DatasetMissingError(
             f"dataset {spec.name!r} holds frames at T={ds.T}, {ds.size}x{ds.size}; asked for T={T}, size {size}"
@@ -60,6 +80,16 @@ def _builder(spec: DatasetSpec, split, root=None, T=4, size=None, **_):
 
 def _register(path: Path) -> None:
     with np.load(path, allow_pickle=False) as z:
+        if "images" in z.files:
+            _, size, _, channels = z["images"].shape
+            n, classes = len(z["labels"]), len(z["classes"])
+            described = f"{n:,} (test only: {n // classes} per class, held out of every training step)"
+            register_dataset(
+                DatasetSpec(path.stem, "static", channels, classes, size, described,
+                            "nothing: shipped inside the package", "always available offline", partial(_images, path),
+                            test_only=True)
+            )  # fmt: skip
+            return
         source, n, T, size = str(z["dataset"]), len(z["labels"]), int(z["T"]), int(z["size"])
         classes = len(z["classes"])
     register_dataset(
@@ -72,7 +102,7 @@ def _register(path: Path) -> None:
             f"{n:,} (test only: held-out {source} recordings, stratified by class, framed at T={T})",
             "nothing: shipped inside the package",
             "always available offline",
-            _builder,
+            partial(_frames, path),
             test_only=True,
         )
     )
@@ -115,5 +145,4 @@ def write_event_demo(
 
 
 for _path in sorted(Path(str(resources.files("neucodex.pretrained"))).glob(f"*{SUFFIX}")):
-    if _path.name != "cifar10-demo.npz":
-        _register(_path)
+    _register(_path)

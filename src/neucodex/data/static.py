@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..cache import cache_root
 from ..pixels import decode_image
-from .base import DatasetMissingError, DatasetSpec, Subset, missing, register_dataset
+from .base import DatasetSpec, Subset, missing, register_dataset
 from .images import (
     ImageArray,
     ImageFiles,
@@ -250,43 +250,5 @@ register_dataset(
         "ROOT = a folder, or a .tar/.tar.gz archive, of <class>/<image> files (torchvision ImageFolder)",
         "point --root at your images (a folder or a .tar.gz of <class>/<image> files)",
         _imagefolder,
-    )
-)
-
-
-# --- cifar10-demo: 1,000 CIFAR-10 images (100 per class) shipped in the package ---
-
-DEMO_IMAGES = "cifar10-demo.npz"
-
-
-def _cifar10_demo(spec, split, root=None, size=None, **_):
-    from importlib import resources
-
-    if split not in ("test", ALL):
-        raise DatasetMissingError(
-            f"dataset 'cifar10-demo' has only a test split (1,000 held-out images; 'all' is the same); "
-            f"it has no {split!r} split"
-        )
-    path = Path(str(resources.files("neucodex.pretrained"))) / DEMO_IMAGES
-    if not path.is_file():
-        raise missing(spec, path, "file not found (reinstall neucodex)")
-    z = np.load(path, allow_pickle=False)
-    size = size or spec.default_size
-    base = ImageArray(z["images"], z["labels"], [str(c) for c in z["classes"]], size)
-    return Subset(base, range(len(base)), None, base.classes)
-
-
-register_dataset(
-    DatasetSpec(
-        "cifar10-demo",
-        "static",
-        3,
-        10,
-        32,
-        "1,000 (test only: 100 per class, held out of every training step)",
-        "nothing: shipped inside the package",
-        "always available offline",
-        _cifar10_demo,
-        test_only=True,
     )
 )
