@@ -1,11 +1,11 @@
 """The seeds' grid: backbone × dataset, one row per cell, from the zoo index alone.
 
 NeuCODEX evaluates ResNet-18 and VGG-16 on CIFAR-10, Caltech101, CIFAR10-DVS and N-Caltech101.
-Each cell here quotes its best shipped backbone (held-out accuracy, as shipped) and its best
-co-inference entry: the one that misses the fewest of NeuCODEX's targets, then sends the fewest
-held-out payload bits. Bits, drop and the
-float32 ratio are the held-out figures; energy and latency are the entry's report figures on its
-demo images (``neucodex zoo --figures``). Cells the zoo cannot fill yet are listed all the same.
+Each cell here quotes its best shipped spiking backbone (held-out accuracy, as shipped) and its
+best co-inference entry: the one that misses the fewest of NeuCODEX's targets, then sends the
+fewest held-out payload bits. Bits, drop and the float32 ratio are held-out figures; energy and
+latency are the entry's report figures on its demo images (``neucodex zoo --figures``). Cells the
+zoo cannot fill yet are listed all the same, with what they miss and the next step.
 """
 
 from __future__ import annotations
