@@ -213,6 +213,12 @@ def test_a_caltech101_demo_set_is_its_held_out_images_at_the_model_size(tmp_path
         publish.write_demo_images("nmnist", tmp_path / "root")
 
 
+def test_a_bad_per_class_is_one_line(capsys):
+    assert main(["zoo", "--demo-images", "caltech101", "nowhere", "--per-class", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "neucodex: error: --per-class must be at least 1, got 0"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_evaluate_on_the_demo_images_matches_the_stored_figures(entry):

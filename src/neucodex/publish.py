@@ -228,6 +228,8 @@ def write_demo_images(
         raise ZooError(f"{dataset}'s test split holds {counts.min()} images of its rarest class; ask for fewer per class")
     keep = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))], 1).reshape(-1)
     base = test.base
+    if not hasattr(base, "images"):
+        raise ZooError(f"{dataset} at {root} is too large to hold decoded: a demo set is made from a smaller one")
     path = HERE / f"{name or ('cifar10-demo' if dataset == 'imagefolder' else dataset + '-demo')}.npz"
     np.savez_compressed(
         path,

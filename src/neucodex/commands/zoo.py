@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--grid", action="store_true", help="the seeds' grid (backbone x dataset) as a Markdown table, from the index"
     )
     p.add_argument("--add", metavar="DIR", help="(maintainers) add a checkpoint directory as fp16 under --name")
-    p.add_argument("--name", help="entry name for --add; with --remeasure or --code-models, only this entry")
+    p.add_argument("--name", help="entry name for --add; with --remeasure, --code-models or --figures, only this entry")
     p.add_argument("--source", default="", help="how the checkpoint was made, for --add")
     p.add_argument("--backbone", help="for --add of a co-inference checkpoint: its backbone's zoo entry")
     p.add_argument("--demo-dataset", help="for --add: evaluate the shipped weights on this dataset and store it")
@@ -65,6 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..pretrained import entries
 
+    if args.per_class is not None and args.per_class < 1:
+        from ..errors import NeucodexError
+
+        raise NeucodexError(f"--per-class must be at least 1, got {args.per_class}")
     if args.demo_images:
         from ..publish import write_demo_images
 
