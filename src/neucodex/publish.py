@@ -225,7 +225,9 @@ def write_demo_images(
     labels = np.asarray(test.targets)
     counts = np.bincount(labels, minlength=len(test.classes))
     if counts.min() < per_class:
-        raise ZooError(f"{dataset}'s test split holds {counts.min()} images of its rarest class; ask for fewer per class")
+        raise ZooError(
+            f"{dataset}'s test split holds {counts.min()} images of its rarest class; ask for fewer per class"
+        )
     keep = np.stack([np.flatnonzero(labels == c)[:per_class] for c in range(len(test.classes))], 1).reshape(-1)
     base = test.base
     if not hasattr(base, "images"):
