@@ -183,8 +183,8 @@ def test_a_caltech101_demo_set_is_its_held_out_images_at_the_model_size(tmp_path
     images of the test split at 64x64, balanced, and registered as a test-only static dataset."""
     from PIL import Image
 
-    import neucodex.publish as publish
     import neucodex.data.base as data_base
+    import neucodex.publish as publish
     from neucodex.data import dataset_spec
     from neucodex.data.demos import _register
 
