@@ -398,5 +398,6 @@ def test_strong_augmentation_for_small_image_sets(tmp_path):
     assert torch.equal(test[0][0], build_dataset("imagefolder", "test", **kw)[0][0])
     with pytest.raises(InvalidArgumentError, match="only the crop augmentation"):
         build_dataset("digits", "train", augment="strong")
+    assert len(build_dataset("digits", "test", augment="strong")) > 0  # evaluating a strong-trained model anywhere
     with pytest.raises(InvalidArgumentError, match="augment must be one of crop, strong"):
         build_dataset("digits", "train", augment="wild")

@@ -53,7 +53,8 @@ def build_dataset(
     """A dataset split by name; missing files raise :class:`DatasetMissingError` saying where/how.
 
     ``augment`` names the train split's augmentation: ``crop`` (every dataset) or ``strong``
-    (random resized crop, flip, colour jitter; image folders and Caltech101).
+    (random resized crop, flip, colour jitter; image folders and Caltech101). Other splits, and a
+    train split without augmentation, ignore it: a checkpoint trained with ``strong`` evaluates anywhere.
 
     ``transform`` is applied to each sample's input as the dataset gives it — a ``[C, H, W]``
     float image in [0, 1], or ``[T, 2, H, W]`` event frames — after the built-in resizing and
@@ -71,7 +72,7 @@ def build_dataset(
     if T < 1:
         raise InvalidArgumentError(f"T must be >= 1 (got {T})")
     extra = {}
-    if augment != "crop":
+    if augment != "crop" and split == "train" and train_augment:  # only an augmented train split uses it
         if "augment" not in inspect.signature(spec.builder).parameters:
             raise InvalidArgumentError(f"dataset {name} has only the crop augmentation (augment={augment!r} asked)")
         extra["augment"] = augment
