@@ -65,41 +65,43 @@ class Cell:
     def vs_float32(self) -> float | None:
         return _vs_float32(self.cut) if self.cut else None
 
-    def missed(self) -> list[str]:
-        """Each target this cell misses, and by how much."""
+    def gaps(self) -> list[tuple[str, str]]:
+        """Each target this cell misses: (its kind, a key of :data:`NEXT_STEPS`; what and by how much)."""
         out = []
         target = BACKBONE_TARGET.get(self.task)
         acc = self.backbone.accuracy if self.backbone else None
-        if acc is None:
-            out.append(f"no spiking backbone shipped{' (its DNN twin is)' if self.twin else ''}")
+        if acc is None and self.twin:
+            out.append(("spiking", "no spiking backbone shipped (its DNN twin is)"))
+        elif acc is None:
+            out.append(("twin", "no spiking backbone shipped"))
         elif target and acc < target:
-            out.append(f"backbone {target - acc:.2f} pp below {target:g}%")
+            out.append(("backbone", f"backbone {target - acc:.2f} pp below {target:g}%"))
         if self.cut is None:
-            return out + ["no co-inference entry shipped"]
-        return out + cut_misses(self.cut, self.cut_backbone)
+            return out + [("cut", "no co-inference entry shipped")]
+        return out + cut_gaps(self.cut, self.cut_backbone)
+
+    def missed(self) -> list[str]:
+        """Each target this cell misses, and by how much."""
+        return [text for _, text in self.gaps()]
 
     def next_step(self) -> str:
         """What would close this cell's first gap, by the kind of gap."""
-        missed = self.missed()
-        if not missed:
-            return "–"
-        return next(step for gap, step in NEXT_STEPS if missed[0].startswith(gap))
+        gaps = self.gaps()
+        return NEXT_STEPS[gaps[0][0]] if gaps else "–"
 
 
-NEXT_STEPS = [
-    ("no spiking backbone shipped (its DNN twin is)", "train the SNN from the DNN twin (hybrid initialisation)"),
-    (
-        "no spiking backbone",
-        "train the DNN twin, then the SNN from it (`neucodex train --config <dataset>-<backbone>`)",
-    ),
-    ("backbone", "more SNN epochs or distillation from the DNN twin"),
-    ("no co-inference", "`neucodex finetune` at an early cut, with hints, then `neucodex calibrate`"),
-    ("drop", "more fine-tuning with hints (`finetune.feature_distill`) or a wider bottleneck"),
-    ("bits", "rate–distortion fine-tuning (`finetune.rate_penalty`) or a narrower bottleneck"),
-    ("energy and latency", "`neucodex zoo --figures` on the entry"),
-    ("", "an earlier cut or fewer timesteps (early exit)"),
-]
-"""(the start of a missed target, what would close it), first match wins."""
+NEXT_STEPS = {
+    "spiking": "train the SNN from the DNN twin (hybrid initialisation)",
+    "twin": "train the DNN twin, then the SNN from it (`neucodex train --config <dataset>-<backbone>`)",
+    "backbone": "more SNN epochs or distillation from the DNN twin",
+    "cut": "`neucodex finetune` at an early cut, with hints, then `neucodex calibrate`",
+    "drop": "more fine-tuning with hints (`finetune.feature_distill`) or a wider bottleneck",
+    "bits": "rate–distortion fine-tuning (`finetune.rate_penalty`) or a narrower bottleneck",
+    "figures": "`neucodex zoo --figures` on the entry",
+    "energy": "an earlier cut or fewer timesteps (early exit)",
+    "latency": "an earlier cut or fewer timesteps (early exit)",
+}
+"""What would close each kind of gap."""
 
 
 def _drop(cut: ZooEntry, backbone: ZooEntry | None) -> float | None:
@@ -113,21 +115,27 @@ def _vs_float32(cut: ZooEntry) -> float | None:
     return f["float32_bits"] / h["payload_bits"] if f and h.get("payload_bits") else None
 
 
-def cut_misses(cut: ZooEntry, backbone: ZooEntry | None) -> list[str]:
-    """The co-inference targets ``cut`` misses, each with by how much."""
+def cut_gaps(cut: ZooEntry, backbone: ZooEntry | None) -> list[tuple[str, str]]:
+    """The co-inference targets ``cut`` misses: (kind, what and by how much)."""
     out = []
     drop, ratio, f = _drop(cut, backbone), _vs_float32(cut), cut.figures
     if drop is not None and drop > DROP_PP:
-        out.append(f"drop {drop - DROP_PP:.2f} pp over {DROP_PP:g}")
+        out.append(("drop", f"drop {drop - DROP_PP:.2f} pp over {DROP_PP:g}"))
     if ratio is not None and ratio < VS_FLOAT32:
-        out.append(f"bits {VS_FLOAT32 / ratio:.1f}x too many for {VS_FLOAT32:g}x below float32")
+        out.append(("bits", f"bits {VS_FLOAT32 / ratio:.1f}x too many for {VS_FLOAT32:g}x below float32"))
     if not f:
-        return out + ["energy and latency not measured (neucodex zoo --figures)"]
+        return out + [("figures", "energy and latency not measured (neucodex zoo --figures)")]
     if f["edge_compute_saving_paper"] < SAVING:
-        out.append(f"edge compute saving {100 * (SAVING - f['edge_compute_saving_paper']):.1f} pp short")
+        short = 100 * (SAVING - f["edge_compute_saving_paper"])
+        out.append(("energy", f"edge compute saving {short:.1f} pp short"))
     if f["latency_speedup"]["10"] < SPEEDUP:
-        out.append(f"latency {f['latency_speedup']['10']:.2f}x, not {SPEEDUP:g}x")
+        out.append(("latency", f"latency {f['latency_speedup']['10']:.2f}x, not {SPEEDUP:g}x"))
     return out
+
+
+def cut_misses(cut: ZooEntry, backbone: ZooEntry | None) -> list[str]:
+    """The co-inference targets ``cut`` misses, each with by how much."""
+    return [text for _, text in cut_gaps(cut, backbone)]
 
 
 def cells(items: list[ZooEntry] | None = None) -> list[Cell]:
