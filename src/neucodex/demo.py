@@ -99,8 +99,8 @@ def _demo_coinference(ref: str, backbone: str) -> tuple[str, str]:
     backbone entry, or a checkpoint directory fine-tuned from one of the shipped backbones of that
     model — the embedded images are held out of all of them, so the report's backbone figures stay
     honest. Anything else: one line."""
-    model = zoo_entry(backbone[len(ZOO) :]).model
-    shipped = [e for e in zoo_entries() if e.model == model]
+    own = zoo_entry(backbone[len(ZOO) :])
+    shipped = [e for e in zoo_entries() if (e.model, e.dataset) == (own.model, own.dataset)]  # same held-out images
     bases = {e.sha256: ZOO + e.name for e in shipped if e.kind == "backbone"}
     if not ref.startswith(ZOO) and (Path(ref).name != ref or Path(ref).exists()):  # a path, not a name
         if not Path(ref).is_dir():
