@@ -211,6 +211,25 @@ def test_the_torch_free_edge_reads_an_image_as_training_does(tmp_path):
         read_samples(str(tmp_path / "big.npz"), (3, 32, 32))
 
 
+def test_the_torch_free_edge_reads_every_embedded_set_by_name():
+    """Each shipped demo set is an --input by name (images at their own size, recordings as
+    frames), labels interleaved by class; an unknown name is refused in one line listing the sets."""
+    from neucodex.lite.inputs import InputError, read_recordings, read_samples
+
+    for name, shape, classes in (("cifar10-demo", (3, 32, 32), 10), ("caltech101-demo", (3, 64, 64), 101)):
+        xs, labels = read_samples(name, shape)
+        assert xs[0].shape == shape and xs[0].dtype == np.float32 and 0.0 <= xs[0].min() <= xs[0].max() <= 1.0
+        assert labels[:classes] == list(range(classes))
+    frames, labels = read_recordings("nmnist-demo", None, 8, (2, 34, 34))
+    assert (
+        len(frames) == len(labels) == 100
+        and frames[0].shape == (8, 2, 34, 34)
+        and sorted(set(labels)) == list(range(10))
+    )
+    with pytest.raises(InputError, match=r"no samples at mnist-demo .*embedded set: caltech101-demo, cifar10-demo"):
+        read_samples("mnist-demo", (3, 32, 32))
+
+
 NMNIST = Path(__file__).parent / "data" / "nmnist"
 
 

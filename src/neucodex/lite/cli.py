@@ -26,11 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         default="cifar10-demo",
         help="samples: a folder of images (class subfolders give labels), an image, an .npz "
-        "(images/x, labels/y), or cifar10-demo (the embedded images; default); for an event model: "
-        "a recording (.bin, .aedat4), a folder of them, or an .npz of [N, T, 2, H, W] frames",
+        "(images/x, labels/y), or an embedded set by name: cifar10-demo (default), caltech101-demo; "
+        "for an event model: "
+        "a recording (.bin, .aedat4), a folder of them, an .npz of [N, T, 2, H, W] frames, or nmnist-demo",
     )
     p.add_argument(
-        "--limit", type=int, help="only the first this many samples (cifar10-demo is stored interleaved by class)"
+        "--limit", type=int, help="only the first this many samples (the embedded sets are stored interleaved by class)"
     )
     token_arguments(p, "sent with every call")
     p.add_argument("--tls-ca", help="PEM CA certificate: connect with TLS")

@@ -23,11 +23,22 @@ from ..framing import frame_recording
 from ..pixels import decode_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp")
-DEMO = Path(__file__).resolve().parent.parent / "pretrained" / "cifar10-demo.npz"
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 
 
 class InputError(NeucodexError):
     """The samples given to the edge cannot be read as the export needs them."""
+
+
+def _source(source: str, what: str) -> Path:
+    """A path, or the name of an embedded demo set (``pretrained/<name>.npz``)."""
+    path = Path(source)
+    if not path.exists() and (PRETRAINED / f"{source}.npz").is_file():
+        path = PRETRAINED / f"{source}.npz"
+    if not path.exists():
+        sets = ", ".join(sorted(p.stem for p in PRETRAINED.glob("*-demo.npz")))
+        raise InputError(f"no samples at {source} (give {what} or an embedded set: {sets})")
+    return path
 
 
 def _image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
@@ -84,11 +95,10 @@ def _recording(path: Path, sensor, T: int, size: int) -> np.ndarray:
 def read_recordings(
     source: str, sensor, T: int, shape: tuple[int, int, int]
 ) -> tuple[list[np.ndarray], list[int | None]]:
-    """``source``: a recording (``.bin``, ``.aedat4``), a folder of them, or an ``.npz`` of
-    ``[N, T, 2, H, W]`` frames; recordings become ``[T, 2, H, W]`` frames on ``sensor``."""
-    path = Path(source)
-    if not path.exists():
-        raise InputError(f"no recordings at {source} (give a folder of .bin/.aedat4 recordings, one, or an .npz)")
+    """``source``: a recording (``.bin``, ``.aedat4``), a folder of them, an ``.npz`` of
+    ``[N, T, 2, H, W]`` frames, or an embedded set by name (``nmnist-demo``); recordings become
+    ``[T, 2, H, W]`` frames on ``sensor``."""
+    path = _source(source, "a folder of .bin/.aedat4 recordings, one, an .npz of frames")
     if path.suffix.lower() == ".npz":
         return read_frames(path, T, shape)
     if sensor is None:
@@ -113,10 +123,9 @@ def read_frames(path: Path, T: int, shape: tuple[int, int, int]) -> tuple[list[n
 
 
 def read_samples(source: str, shape: tuple[int, int, int]) -> tuple[list[np.ndarray], list[int | None]]:
-    """``source``: ``cifar10-demo`` (the embedded images), an ``.npz``, an image, or a folder."""
-    path = DEMO if source == "cifar10-demo" else Path(source)
-    if not path.exists():
-        raise InputError(f"no samples at {source} (give a folder of images, an image file or an .npz)")
+    """``source``: an embedded image set by name (``cifar10-demo``, ``caltech101-demo``), an ``.npz``,
+    an image, or a folder."""
+    path = _source(source, "a folder of images, an image file, an .npz")
     if path.is_dir():
         files, labels = _labelled(path, IMAGE_SUFFIXES, "image files")
         return [_image(p, shape) for p in files], labels
