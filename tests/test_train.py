@@ -587,3 +587,30 @@ def test_rate_penalty_trades_bits_for_loss_and_stores_the_context_model(tmp_path
     assert 0 < on.code_models["h_context_bits"] <= on.code_models["h_channel_bits"]
     with pytest.raises(ConfigError, match="optim.rate_penalty: only a spiking co-inference model"):
         pretrain(cfg_for(tmp_path, "data.limit=32", "optim.rate_penalty=1"), progress=False)
+
+
+def test_scan_init_scale_reports_each_scale_from_the_twin_and_trains_nothing(tmp_path):
+    """``neucodex train --scan-init-scale``: the SNN started from its DNN twin at each scale, val
+    accuracy after every timestep; a near-zero scale leaves every neuron silent, so every sample
+    gets the same answer (chance on a class-balanced subset). No run directory is written."""
+    from neucodex.training import scan_init_scale
+
+    twin = cfg_for(tmp_path / "dnn", "model.T=1", "model.spiking=false", "data.limit=64")
+    pretrain(twin, progress=False)
+    snn = cfg_for(tmp_path / "snn", f"model.init_from={twin.run_dir}/backbone")
+    acc = scan_init_scale(snn, [1e-3, 1.0, 8.0], samples=20)
+    assert list(acc) == [1e-3, 1.0, 8.0] and all(len(a) == 2 and all(0 <= v <= 100 for v in a) for a in acc.values())
+    assert acc[1e-3] == pytest.approx([10.0, 10.0])  # 2 per class of 10: one answer for all is right on 2 of 20
+    assert not (tmp_path / "snn").exists()
+    with pytest.raises(ConfigError, match="needs model.init_from"):
+        scan_init_scale(cfg_for(tmp_path), [1.0])
+    cli = [sys.executable, "-m", "neucodex.cli", "train", "--config", "tiny", *[f"--set={s}" for s in TINY]]
+    run = subprocess.run(
+        [*cli, f"--set=model.init_from={twin.run_dir}/backbone", "--scan-init-scale", "1,8", "--scan-samples", "20"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "init_scale 1:" in run.stdout and "init_scale 8:" in run.stdout and "best at t = T:" in run.stdout
+    bad = subprocess.run([*cli, "--scan-init-scale", "4,x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "takes numbers in 0.001..1000" in bad.stderr.splitlines()[-1]

@@ -16,7 +16,7 @@ from .norms import precise_norms, recalibrate_norms
 from .optim import make_optimizer, make_schedule
 from .results import FinetuneResult, TrainResult, collapse_warning
 from .start import continue_from, freeze_head, freeze_tail, init_from, warm_bottleneck
-from .steps import finetune, pretrain
+from .steps import finetune, pretrain, scan_init_scale
 
 __all__ = [
     "BlockTaps",
@@ -42,6 +42,7 @@ __all__ = [
     "precise_norms",
     "pretrain",
     "recalibrate_norms",
+    "scan_init_scale",
     "seed_everything",
     "use_amp",
     "warm_bottleneck",

@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 from torch.utils.data import Subset as TorchSubset
 from tqdm import tqdm
@@ -15,8 +16,9 @@ from ..accounting import BitReport, fit_code_models, measure_bits_batches
 from ..bottleneck import CoInferenceModel
 from ..checkpoint import CheckpointError, ModelSpec, load_checkpoint, update_info
 from ..config import ConfigError, ExperimentConfig, OptimConfig
-from ..data import dataset_spec
+from ..data import dataset_spec, stratified
 from ..evaluate import evaluate, load_split, loader, resolve_device, to_model_input
+from ..exit import running_mean
 from ..models import Backbone, create_model
 from .env import data_meta, distributed, seed_everything, use_amp
 from .hooks import BlockTaps
@@ -99,6 +101,32 @@ def pretrain(
     )
     fields = _finish(model, cfg, out, test_ds, result, extra={})
     return TrainResult(**fields) if fields else None
+
+
+def scan_init_scale(cfg: ExperimentConfig, scales: list[float], samples: int = 256) -> dict[float, list[float]]:
+    """Before a hybrid run: for each ``init_scale``, the val accuracy (%) after t = 1..T of the SNN
+    started from ``model.init_from`` at that scale, on ``samples`` val samples stratified by class,
+    norms on batch statistics as training starts. Too small a scale leaves the LIF neurons silent,
+    too large saturates them; the best scale at t = T is the one to train from."""
+    if not cfg.model.init_from:
+        raise ConfigError("scanning init_scale needs model.init_from: the DNN twin the SNN starts from")
+    if not cfg.model.spiking:
+        raise ConfigError("init_scale scales a spiking model's firing; model.spiking is false")
+    seed_everything(cfg.seed)
+    val = load_split(cfg, "val")
+    classes = _num_classes(val)
+    x, y = next(iter(loader(stratified(val, samples, cfg.seed), samples, False, cfg.seed, 0)))
+    x = to_model_input(x, torch.device("cpu"))
+    accuracy = {}
+    for scale in scales:
+        model = create_model(cfg.model.name, **_builder_kwargs(cfg, classes))
+        init_from(model, cfg.model.init_from, scale)
+        model.train().set_step_mode("m")
+        with torch.no_grad():
+            logits = model(x)
+        model.reset_state()
+        accuracy[scale] = [100.0 * (c.argmax(-1) == y).float().mean().item() for c in running_mean(logits)]
+    return accuracy
 
 
 def _finish(model: Backbone, cfg: ExperimentConfig, out: Path, test_ds: Dataset, result: dict, extra: dict) -> dict:
