@@ -276,6 +276,19 @@ def test_demo_runs_the_shipped_event_model_on_held_out_real_recordings(tmp_path)
     assert report["event_stream"]["aer_bits"] > report["event_stream"]["gzip_bits"] > 0
 
 
+def test_demo_runs_the_shipped_caltech101_model_on_its_embedded_held_out_images(tmp_path):
+    """`neucodex demo --dataset caltech101-demo`: the shipped Caltech101 entries over 100 of the
+    303 embedded held-out images (64×64, stratified over the 101 classes), offline."""
+    from neucodex.demo import PRETRAINED
+
+    s = _demo(tmp_path, "--dataset", "caltech101-demo")
+    assert s["dataset"] == "caltech101-demo" and s["T"] == 4 and s["status"]["ok"] == s["samples"] == 100
+    assert s["checkpoint"] == PRETRAINED["caltech101-demo"][1] and s["reused"]
+    assert s["backbone_accuracy"] > 30.0  # 101 classes: chance is 1%
+    assert 1.0 <= s["mean_steps"] <= 4 and s["payload_bits"] > 0
+    assert s["ratios"]["vs_float32"] > 10.0
+    assert not (tmp_path / "cache").exists()
+
 def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
     """--checkpoint runs the demo at another split point, here from a directory as `neucodex
     finetune` leaves one (a copy of the shipped rb8): its 16-bit code per step can never cost

@@ -42,6 +42,7 @@ QUICK_SAMPLES = 24
 PRETRAINED = {
     "cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2"),
     "nmnist-demo": ("zoo:nmnist-vgg11", "zoo:nmnist-vgg11-conv1-c8s2"),
+    "caltech101-demo": ("zoo:caltech101-resnet18", "zoo:caltech101-resnet18-rb1-c16s2"),
 }
 """Datasets the demo runs on shipped checkpoints: (backbone, co-inference) zoo entries."""
 EVENT_DEMOS = {"nmnist": "nmnist-demo"}
@@ -151,7 +152,7 @@ def run_demo(
         raise NeucodexError(f"--root is for {', '.join(EVENT_DEMOS)}; {dataset} is embedded or trained here")
     if checkpoint and dataset not in PRETRAINED:
         raise NeucodexError(
-            f"--checkpoint picks the co-inference checkpoint for cifar10-demo; {dataset} trains its own model"
+            f"--checkpoint picks the co-inference checkpoint for {', '.join(PRETRAINED)}; {dataset} trains its own model"
         )
     if dataset in PRETRAINED:
         if not shipped(dataset):

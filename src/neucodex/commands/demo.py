@@ -12,8 +12,9 @@ HELP = "the whole system end to end: the shipped CIFAR-10 model on embedded held
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
-        choices=("cifar10-demo", "nmnist-demo", "nmnist", "digits", "digits-dvs"),
-        help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); nmnist-demo: the "
+        choices=("cifar10-demo", "caltech101-demo", "nmnist-demo", "nmnist", "digits", "digits-dvs"),
+        help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); caltech101-demo: "
+        "the shipped Caltech101 model on 303 embedded held-out images (64x64); nmnist-demo: the "
         "shipped N-MNIST event model on 100 embedded held-out real recordings (nmnist with --root: on the "
         "test split there); digits, digits-dvs: a tiny model trained here first",
     )
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", action="store_true", help="same as --dataset digits-dvs")
     p.add_argument(
         "--checkpoint",
-        help="for cifar10-demo: another shipped co-inference entry (e.g. zoo:cifar10-resnet18-rb8; default: "
+        help="for a shipped demo set: another shipped co-inference entry (e.g. zoo:cifar10-resnet18-rb8; default: "
         "zoo:cifar10-resnet18-v3-rb1-c16s2) or a checkpoint directory fine-tuned from a shipped spiking backbone",
     )
     p.add_argument("--quick", action="store_true", help="fewer samples (and, for digits, a smaller model)")
