@@ -289,6 +289,7 @@ def test_demo_runs_the_shipped_caltech101_model_on_its_embedded_held_out_images(
     assert s["ratios"]["vs_float32"] > 10.0
     assert not (tmp_path / "cache").exists()
 
+
 def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
     """--checkpoint runs the demo at another split point, here from a directory as `neucodex
     finetune` leaves one (a copy of the shipped rb8): its 16-bit code per step can never cost

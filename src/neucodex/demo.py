@@ -152,7 +152,8 @@ def run_demo(
         raise NeucodexError(f"--root is for {', '.join(EVENT_DEMOS)}; {dataset} is embedded or trained here")
     if checkpoint and dataset not in PRETRAINED:
         raise NeucodexError(
-            f"--checkpoint picks the co-inference checkpoint for {', '.join(PRETRAINED)}; {dataset} trains its own model"
+            f"--checkpoint picks the co-inference checkpoint for {', '.join(PRETRAINED)}; "
+            f"{dataset} trains its own model"
         )
     if dataset in PRETRAINED:
         if not shipped(dataset):

@@ -18,7 +18,9 @@ def scales(text: str) -> list[float]:
     except ValueError:
         values = []
     if not values or not all(1e-3 <= v <= 1e3 for v in values):
-        raise argparse.ArgumentTypeError(f"takes numbers in 0.001..1000, comma-separated (e.g. 4,8,12,16); got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"takes numbers in 0.001..1000, comma-separated (e.g. 4,8,12,16); got {text!r}"
+        )
     return values
 
 
