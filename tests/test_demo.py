@@ -309,12 +309,14 @@ def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tm
     from neucodex.pretrained import entries
 
     default = PRETRAINED["cifar10-demo"][0]
-    model = next(e.model for e in entries() if f"zoo:{e.name}" == default)
+    model, dataset = next((e.model, e.dataset) for e in entries() if f"zoo:{e.name}" == default)
     for e in entries():
-        if e.kind == "coinference" and e.model == model:
+        if e.kind == "coinference" and (e.model, e.dataset) == (model, dataset):
             assert _demo_coinference(e.name, default) == (f"zoo:{e.name}", f"zoo:{e.base}")
     other = next(
-        e for e in entries() if e.kind == "backbone" and e.model == model and e.T > 1 and f"zoo:{e.name}" != default
+        e
+        for e in entries()
+        if e.kind == "backbone" and (e.model, e.dataset) == (model, dataset) and e.T > 1 and f"zoo:{e.name}" != default
     )
     own = tmp_path / "coinference-rb8"
     shutil.copytree(resolve("zoo:cifar10-resnet18-rb8"), own)

@@ -116,12 +116,13 @@ def scan_init_scale(cfg: ExperimentConfig, scales: list[float], samples: int = 2
     val = load_split(cfg, "val")
     classes = _num_classes(val)
     x, y = next(iter(loader(stratified(val, samples, cfg.seed), samples, False, cfg.seed, 0)))
-    x = to_model_input(x, torch.device("cpu"))
+    device = resolve_device(cfg.device)
+    x, y = to_model_input(x, device), y.to(device)
     accuracy = {}
     for scale in scales:
         model = create_model(cfg.model.name, **_builder_kwargs(cfg, classes))
         init_from(model, cfg.model.init_from, scale)
-        model.train().set_step_mode("m")
+        model.to(device).train().set_step_mode("m")
         with torch.no_grad():
             logits = model(x)
         model.reset_state()
