@@ -279,11 +279,11 @@ def test_demo_runs_the_shipped_event_model_on_held_out_real_recordings(tmp_path)
 def test_demo_runs_the_shipped_caltech101_model_on_its_embedded_held_out_images(tmp_path):
     """`neucodex demo --dataset caltech101-demo`: the shipped Caltech101 entries over 100 of the
     303 embedded held-out images (64×64, stratified over the 101 classes), offline."""
-    from neucodex.demo import PRETRAINED
+    from neucodex.pretrained import DEMOS
 
     s = _demo(tmp_path, "--dataset", "caltech101-demo")
     assert s["dataset"] == "caltech101-demo" and s["T"] == 4 and s["status"]["ok"] == s["samples"] == 100
-    assert s["checkpoint"] == PRETRAINED["caltech101-demo"][1] and s["reused"]
+    assert s["checkpoint"] == DEMOS["caltech101-demo"][1] and s["reused"]
     assert s["backbone_accuracy"] > 30.0  # 101 classes: chance is 1%
     assert 1.0 <= s["mean_steps"] <= 4 and s["payload_bits"] > 0
     assert s["ratios"]["vs_float32"] > 10.0
@@ -305,10 +305,10 @@ def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
 def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tmp_path):
     """Two backbones are shipped, both holding out the embedded images: a co-inference entry or
     directory is compared with its own backbone, never with the default one."""
-    from neucodex.demo import PRETRAINED, _demo_coinference
-    from neucodex.pretrained import entries
+    from neucodex.demo import _demo_coinference
+    from neucodex.pretrained import DEMOS, entries
 
-    default = PRETRAINED["cifar10-demo"][0]
+    default = DEMOS["cifar10-demo"][0]
     model, dataset = next((e.model, e.dataset) for e in entries() if f"zoo:{e.name}" == default)
     for e in entries():
         if e.kind == "coinference" and (e.model, e.dataset) == (model, dataset):

@@ -304,3 +304,16 @@ def test_the_readme_zoo_table_is_the_index():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = markdown([{**e.to_dict(), "accuracy": e.accuracy} for e in ENTRIES])
     assert table in readme, "regenerate the README's zoo table with `neucodex zoo --markdown`"
+
+
+def test_every_demo_set_is_embedded_and_its_entries_are_in_the_zoo():
+    """The demo's table of embedded sets (also the CLI's choices) names only what ships: each set's
+    images or recordings and both its entries, the cut fine-tuned from that backbone."""
+    from neucodex.pretrained import DEMOS, EVENT_DEMOS, HERE, entries
+
+    index = {e.name: e for e in entries()}
+    assert set(EVENT_DEMOS.values()) <= set(DEMOS)
+    for name, (backbone, cut) in DEMOS.items():
+        assert (HERE / f"{name}.npz").is_file(), name
+        b, c = index[backbone.removeprefix("zoo:")], index[cut.removeprefix("zoo:")]
+        assert (b.kind, c.kind, c.base) == ("backbone", "coinference", b.name)

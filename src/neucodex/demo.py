@@ -27,6 +27,8 @@ from .data import build_dataset, stratified
 from .energy import CoInferenceEnergy
 from .errors import NeucodexError
 from .evaluate import load_split
+from .pretrained import DEMOS as PRETRAINED
+from .pretrained import EVENT_DEMOS, TRAINED_DEMOS
 from .pretrained import PREFIX as ZOO
 from .pretrained import entries as zoo_entries
 from .pretrained import entry as zoo_entry
@@ -39,14 +41,6 @@ from .training import finetune, pretrain
 
 QUICK = ["data.limit=600", "optim.epochs=6", "optim.batch_size=32", "finetune.epochs=3", "finetune.batch_size=32"]
 QUICK_SAMPLES = 24
-PRETRAINED = {
-    "cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2"),
-    "nmnist-demo": ("zoo:nmnist-vgg11", "zoo:nmnist-vgg11-conv1-c8s2"),
-    "caltech101-demo": ("zoo:caltech101-resnet18", "zoo:caltech101-resnet18-rb1-c16s2"),
-}
-"""Datasets the demo runs on shipped checkpoints: (backbone, co-inference) zoo entries."""
-EVENT_DEMOS = {"nmnist": "nmnist-demo"}
-"""Event datasets whose shipped entries the demo runs: on the embedded set, or on the test split at --root."""
 PRETRAINED_QUICK = 100
 
 
@@ -169,13 +163,13 @@ def run_demo(
         test = stratified(test, PRETRAINED_QUICK if quick else None)
         n = len(test)
         report_data = {"dataset": source, "root": root}
-    elif dataset in ("digits", "digits-dvs"):
+    elif dataset in TRAINED_DEMOS:
         backbone_dir, coinf_dir, cfg, reused = _trained_here(dataset, quick, cache_dir, quiet)
         test = None
         report_data = {}
     else:
         raise NeucodexError(
-            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), digits or digits-dvs, "
+            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), {' or '.join(TRAINED_DEMOS)}, "
             f"not {dataset!r}"
         )
     out = Path(out)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..pretrained import DEMOS, EVENT_DEMOS, TRAINED_DEMOS
+
 NAME = "demo"
 HELP = "the whole system end to end: the shipped CIFAR-10 model on embedded held-out images (start here)"
 
@@ -12,7 +14,7 @@ HELP = "the whole system end to end: the shipped CIFAR-10 model on embedded held
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",
-        choices=("cifar10-demo", "caltech101-demo", "nmnist-demo", "nmnist", "digits", "digits-dvs"),
+        choices=(*DEMOS, *EVENT_DEMOS, *TRAINED_DEMOS),
         help="cifar10-demo: the shipped checkpoints, no training (the default when shipped); caltech101-demo: "
         "the shipped Caltech101 model on 303 embedded held-out images (64x64); nmnist-demo: the "
         "shipped N-MNIST event model on 100 embedded held-out real recordings (nmnist with --root: on the "

@@ -32,6 +32,18 @@ WRITABLE = "set NEUCODEX_CACHE to a writable folder"
 FROM_BASE = "from_base"  # the delta's metadata key: JSON list of the tensors taken from the base
 
 
+DEMOS = {
+    "cifar10-demo": ("zoo:cifar10-resnet18-v3", "zoo:cifar10-resnet18-v3-rb1-c16s2"),
+    "nmnist-demo": ("zoo:nmnist-vgg11", "zoo:nmnist-vgg11-conv1-c8s2"),
+    "caltech101-demo": ("zoo:caltech101-resnet18", "zoo:caltech101-resnet18-rb1-c16s2"),
+}
+"""The embedded demo sets and the (backbone, co-inference) entries ``neucodex demo`` runs on each."""
+EVENT_DEMOS = {"nmnist": "nmnist-demo"}
+"""Event datasets whose shipped entries the demo runs: on the embedded set, or on the test split at --root."""
+TRAINED_DEMOS = ("digits", "digits-dvs")
+"""Datasets the demo trains a tiny model on first (nothing shipped)."""
+
+
 class ZooError(NeucodexError):
     """A zoo entry that is unknown, missing or altered."""
 
