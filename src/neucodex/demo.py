@@ -169,8 +169,8 @@ def run_demo(
         report_data = {}
     else:
         raise NeucodexError(
-            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), {' or '.join(TRAINED_DEMOS)}, "
-            f"not {dataset!r}"
+            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), "
+            f"{' or '.join(TRAINED_DEMOS)}, not {dataset!r}"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
