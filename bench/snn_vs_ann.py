@@ -6,7 +6,10 @@ step (forward + backward), with the fused LIF and with SpikingJelly's own LIF, a
 the twin measured in the same run: the three run in turn within each repeat, so a drift of the
 machine's speed touches all of them alike (median of repeats after a warm-up).
 
-    python bench/snn_vs_ann.py [--checkpoint zoo:cifar10-resnet18-v3] [--batch 100] [--repeats 5]
+    python bench/snn_vs_ann.py [--checkpoint zoo:cifar10-resnet18-v3] [--batch 100] [--repeats 5] [--amp]
+
+``--amp`` runs both under bf16 autocast, as the CPU training presets do (``cpu_amp: true``): the LIF
+then takes and gives bf16 in the kernel itself.
 
 Targets (issue #37): SNN / DNN ≤ 1.15x in eval and ≤ 1.25x in training, with the fused LIF.
 """
@@ -42,6 +45,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--amp", action="store_true", help="bf16 autocast, as the CPU training presets run")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     ck = load_checkpoint(a.checkpoint)
@@ -54,13 +58,15 @@ def main() -> None:
     def run(model, inp, train: bool):
         def step():
             model.train(train).set_step_mode("m" if model.spiking else "s")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.amp):
+                if train:
+                    out = model(inp)
+                else:
+                    with torch.no_grad():
+                        model(inp)
             if train:
-                out = model(inp)
                 out.float().mean().backward()
                 model.zero_grad(set_to_none=True)
-            else:
-                with torch.no_grad():
-                    model(inp)
             model.reset_state()
 
         return step
@@ -86,7 +92,7 @@ def main() -> None:
         rows.append((mode, ms["dnn"], ms.get("fused", float("nan")), ms["ref"]))
     print(
         f"{ck.info.model.name} from {a.checkpoint}, T={T}, batch {a.batch} (twin: {a.batch * T}), "
-        f"{a.threads} threads, median of {a.repeats}"
+        f"{a.threads} threads, {'bf16 autocast' if a.amp else 'float32'}, median of {a.repeats}"
     )
     print("| mode | DNN twin ms | SNN fused ms | SNN SpikingJelly LIF ms | fused / twin | SpikingJelly / twin |")
     print("| --- | --- | --- | --- | --- | --- |")

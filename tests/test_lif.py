@@ -54,6 +54,24 @@ def test_bf16_input_under_autocast_gives_the_reference_spikes():
     assert b.dtype == torch.bfloat16 and torch.equal(a.float(), b.float())
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 8, 5, 5), (2, 1, 1), (3, 1300)])
+def test_bf16_runs_in_the_kernel_as_the_float32_kernel_converted_around_it(shape):
+    """Under autocast the spikes, state and input gradient come out of the kernel in bf16 directly:
+    bit-equal to converting to float32, running the float32 kernel and rounding back (nearest even)."""
+    torch.manual_seed(1)
+    _, fused = pair()
+    _, converted = pair()
+    x = (torch.randn(shape) * 1.5).to(torch.bfloat16).requires_grad_(True)
+    y = x.detach().clone().requires_grad_(True)
+    a = fused(x)
+    b = converted(y.float()).to(torch.bfloat16)
+    assert a.dtype == torch.bfloat16 and torch.equal(a, b) and torch.equal(fused.v, converted.v)
+    g = (torch.randn(shape) * 3).to(torch.bfloat16)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and torch.equal(x.grad, y.grad) and x.grad.abs().sum() > 0
+
+
 def test_other_neurons_take_spikingjelly_path(monkeypatch):
     """Another surrogate, a soft reset or a kept reset gradient: the kernel is not used."""
     calls = []

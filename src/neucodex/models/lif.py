@@ -6,7 +6,9 @@ kernel reads each input once and writes each spike once, with the timestep loop 
 its backward does the same in reverse. It covers the neuron every backbone here uses — decay
 input, hard reset to 0, reset detached from the graph, ATan surrogate — and computes exactly what
 SpikingJelly computes, in the same float32 operations (spikes equal bit for bit, gradients to
-float rounding; the tests hold it to both).
+float rounding; the tests hold it to both). Under bf16 autocast (the CPU training presets) it
+reads bf16 input and writes bf16 spikes and input gradients itself, computing in float32 inside:
+what converting around a float32 kernel gives, without those two passes over memory each way.
 
 The kernel is C++ built on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ninja
 are needed; the build is cached). Where it cannot be built, or for another configuration, the
@@ -28,6 +30,8 @@ _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 // Elements go in blocks of B: the state of a block stays in a small buffer while the time loop runs
@@ -67,26 +71,74 @@ static void surrogate_step(const float* __restrict__ ht, const float* __restrict
   }
 }
 
-// x: [T, N] float32; v0: [N] float32, or empty for a fresh state (all zeros).
-// Returns spikes [T, N], final v [N], and (keep_h) h [T, N].
+// bf16 <-> float32 as PyTorch does it: widening is exact; narrowing rounds to nearest even
+// (c10::BFloat16's rule), so a bf16 tensor in and out gives what converting around the float32
+// kernel gives, bit for bit, without the two extra passes over memory.
+NEUCODEX_CLONES
+static void widen(const uint16_t* __restrict__ in, float* __restrict__ out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint32_t u = uint32_t(in[j]) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    out[j] = f;
+  }
+}
+
+NEUCODEX_CLONES
+static void narrow(const float* __restrict__ in, uint16_t* __restrict__ out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    uint32_t u;
+    std::memcpy(&u, in + j, sizeof u);
+    out[j] = in[j] != in[j] ? uint16_t(0x7FC0) : uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+// A [T, N] tensor of float32 or bfloat16, read or written one block of one timestep at a time
+// through a float32 buffer (bf16) or in place (float32).
+struct Rows {
+  void* p;
+  bool bf16;
+  int64_t N;
+  const float* read(int64_t t, int64_t c, int64_t n, float* buf) const {
+    if (!bf16) return static_cast<const float*>(p) + t * N + c;
+    widen(static_cast<const uint16_t*>(p) + t * N + c, buf, n);
+    return buf;
+  }
+  float* target(int64_t t, int64_t c, float* buf) const {
+    return bf16 ? buf : static_cast<float*>(p) + t * N + c;
+  }
+  void commit(int64_t t, int64_t c, int64_t n, const float* buf) const {
+    if (bf16) narrow(buf, static_cast<uint16_t*>(p) + t * N + c, n);
+  }
+};
+
+static Rows rows(torch::Tensor& a) {
+  TORCH_CHECK(a.scalar_type() == torch::kFloat || a.scalar_type() == torch::kBFloat16, "float32 or bfloat16");
+  return {a.data_ptr(), a.scalar_type() == torch::kBFloat16, a.size(1)};
+}
+
+// x: [T, N] float32 or bfloat16; v0: [N] float32, or empty for a fresh state (all zeros).
+// Returns spikes [T, N] in x's dtype, final v [N] float32, and (keep_h) h [T, N] float32.
 std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau_d, double vth_d, bool keep_h) {
   const int64_t T = x.size(0), N = x.size(1);
   auto s = torch::empty_like(x);
-  auto h = keep_h ? torch::empty_like(x) : torch::empty({0}, x.options());
+  auto fopt = x.options().dtype(torch::kFloat);
+  auto h = keep_h ? torch::empty({T, N}, fopt) : torch::empty({0}, fopt);
   const bool fresh = v0.numel() == 0;
-  auto v = fresh ? torch::empty({N}, x.options()) : v0.clone();
+  auto v = fresh ? torch::empty({N}, fopt) : v0.clone();
   const float tau = (float) tau_d, vth = (float) vth_d;
-  const float* __restrict__ px = x.data_ptr<float>();
-  float* __restrict__ ps = s.data_ptr<float>();
+  const Rows xs = rows(x), ss = rows(s);
   float* __restrict__ ph = keep_h ? h.data_ptr<float>() : nullptr;
   float* __restrict__ pv = v.data_ptr<float>();
   at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
-    float vb[B], hb[B];
+    float vb[B], hb[B], xb[B], sb[B];
     for (int64_t c = b; c < e; c += B) {
       const int64_t n = std::min(B, e - c);
       if (fresh) std::fill(vb, vb + n, 0.0f); else std::copy(pv + c, pv + c + n, vb);
       for (int64_t t = 0; t < T; ++t) {
-        charge_fire(px + t * N + c, ps + t * N + c, hb, vb, n, tau, vth);
+        float* st = ss.target(t, c, sb);
+        charge_fire(xs.read(t, c, n, xb), st, hb, vb, n, tau, vth);
+        ss.commit(t, c, n, st);
         if (ph) std::copy(hb, hb + n, ph + t * N + c);
       }
       std::copy(vb, vb + n, pv + c);
@@ -95,26 +147,28 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau
   return {s, v, h};
 }
 
-// gs: [T, N] gradient of the spikes; gv: [N] gradient of the final v; h: [T, N] charged potentials.
+// gs: [T, N] gradient of the spikes (float32 or bfloat16: the input's gradient comes out in the same
+// dtype); gv: [N] gradient of the final v; h: [T, N] charged potentials (float32).
 std::vector<torch::Tensor> backward(torch::Tensor gs, torch::Tensor gv, torch::Tensor h, double tau_d,
                                     double vth_d, double alpha_d) {
   const int64_t T = h.size(0), N = h.size(1);
-  auto gx = torch::empty_like(h);
+  auto gx = torch::empty_like(gs);
   auto gv0 = torch::empty_like(gv);
   const float tau = (float) tau_d, vth = (float) vth_d, alpha = (float) alpha_d;
   const float scale = (float) (M_PI / 2.0 * alpha_d), half = alpha / 2.0f;
-  const float* __restrict__ pgs = gs.data_ptr<float>();
+  const Rows gss = rows(gs), gxs = rows(gx);
   const float* __restrict__ pgv = gv.data_ptr<float>();
   const float* __restrict__ ph = h.data_ptr<float>();
-  float* __restrict__ pgx = gx.data_ptr<float>();
   float* __restrict__ pg0 = gv0.data_ptr<float>();
   at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
-    float carry[B];
+    float carry[B], gb[B], xb[B];
     for (int64_t c = b; c < e; c += B) {
       const int64_t n = std::min(B, e - c);
       std::copy(pgv + c, pgv + c + n, carry);  // the final v's gradient enters at t = T - 1
       for (int64_t t = T - 1; t >= 0; --t) {
-        surrogate_step(ph + t * N + c, pgs + t * N + c, pgx + t * N + c, carry, n, tau, vth, scale, half);
+        float* gxt = gxs.target(t, c, xb);
+        surrogate_step(ph + t * N + c, gss.read(t, c, n, gb), gxt, carry, n, tau, vth, scale, half);
+        gxs.commit(t, c, n, gxt);
       }
       std::copy(carry, carry + n, pg0 + c);
     }
@@ -178,13 +232,13 @@ class _FusedLIF(torch.autograd.Function):
         keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]  # grad mode is always off in here
         s, v_last, h = k.forward(x, v, tau, vth, keep)
         ctx.save_for_backward(h)
-        ctx.consts = (tau, vth, alpha)
+        ctx.consts, ctx.dtype = (tau, vth, alpha), x.dtype
         return s, v_last
 
     @staticmethod
     def backward(ctx, gs, gv):
         (h,) = ctx.saved_tensors
-        gs = torch.zeros_like(h) if gs is None else gs.float().contiguous()
+        gs = torch.zeros_like(h, dtype=ctx.dtype) if gs is None else gs.to(ctx.dtype).contiguous()
         gv = torch.zeros_like(h[0]) if gv is None else gv.float().contiguous()
         gx, gv0 = _kernel().backward(gs, gv, h, *ctx.consts)
         return gx, gv0 if ctx.needs_input_grad[1] else None, None, None, None
@@ -210,7 +264,8 @@ class FusedLIFNode(neuron.LIFNode):
         if args or kwargs or not self._fusable(x_seq):
             return super().multi_step_forward(x_seq, *args, **kwargs)
         T = x_seq.shape[0]
-        flat = x_seq.reshape(T, -1).float().contiguous()
+        flat = x_seq.reshape(T, -1)  # float32 or bfloat16 (autocast) go in as they are; the rest as float32
+        flat = (flat if flat.dtype in (torch.float32, torch.bfloat16) else flat.float()).contiguous()
         v = self.v
         if isinstance(v, torch.Tensor) and v.shape == x_seq.shape[1:]:
             v = v.reshape(-1).float().contiguous()
