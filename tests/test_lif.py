@@ -54,6 +54,25 @@ def test_bf16_input_under_autocast_gives_the_reference_spikes():
     assert b.dtype == torch.bfloat16 and torch.equal(a.float(), b.float())
 
 
+def test_gradients_flow_through_the_state_carried_from_a_previous_call():
+    """Two calls in a row, the state carried between them: the backward charges again from the
+    carried state, and the gradients through it (to the first call's input) equal SpikingJelly's."""
+    torch.manual_seed(2)
+    ref, fused = pair()
+    x1, x2 = (torch.randn(2, 3, 700) * 1.5).requires_grad_(True), (torch.randn(2, 3, 700) * 1.5).requires_grad_(True)
+    y1 = x1.detach().clone().requires_grad_(True)
+    y2 = x2.detach().clone().requires_grad_(True)
+    a = torch.cat([ref(x1), ref(x2)])
+    b = torch.cat([fused(y1), fused(y2)])
+    assert torch.equal(a, b)
+    g = torch.randn_like(a)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    for r, f in ((x1, y1), (x2, y2)):
+        torch.testing.assert_close(f.grad, r.grad, rtol=1e-6, atol=1e-7)
+    assert x1.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 8, 5, 5), (2, 1, 1), (3, 1300)])
 def test_bf16_runs_in_the_kernel_as_the_float32_kernel_converted_around_it(shape):
     """Under autocast the spikes, state and input gradient come out of the kernel in bf16 directly:

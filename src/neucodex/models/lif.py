@@ -3,7 +3,8 @@
 SpikingJelly's CPU path steps through T in Python, one tensor operation after another (charge,
 compare, reset, stack): about eight passes over memory per timestep, forward and backward. This
 kernel reads each input once and writes each spike once, with the timestep loop innermost, and
-its backward does the same in reverse. It covers the neuron every backbone here uses — decay
+its backward charges again from the saved input (cheaper than writing the potentials in the
+forward and reading them back) and runs the time loop in reverse. It covers the neuron every backbone here uses — decay
 input, hard reset to 0, reset detached from the graph, ATan surrogate — and computes exactly what
 SpikingJelly computes, in the same float32 operations (spikes equal bit for bit, gradients to
 float rounding; the tests hold it to both). Under bf16 autocast (the CPU training presets) it
@@ -118,17 +119,15 @@ static Rows rows(torch::Tensor& a) {
 }
 
 // x: [T, N] float32 or bfloat16; v0: [N] float32, or empty for a fresh state (all zeros).
-// Returns spikes [T, N] in x's dtype, final v [N] float32, and (keep_h) h [T, N] float32.
-std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau_d, double vth_d, bool keep_h) {
+// Returns spikes [T, N] in x's dtype and the final v [N] float32. Nothing else is kept for the
+// backward: it charges again from x, which costs less than writing h here and reading it there.
+std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau_d, double vth_d) {
   const int64_t T = x.size(0), N = x.size(1);
   auto s = torch::empty_like(x);
-  auto fopt = x.options().dtype(torch::kFloat);
-  auto h = keep_h ? torch::empty({T, N}, fopt) : torch::empty({0}, fopt);
   const bool fresh = v0.numel() == 0;
-  auto v = fresh ? torch::empty({N}, fopt) : v0.clone();
+  auto v = fresh ? torch::empty({N}, x.options().dtype(torch::kFloat)) : v0.clone();
   const float tau = (float) tau_d, vth = (float) vth_d;
   const Rows xs = rows(x), ss = rows(s);
-  float* __restrict__ ph = keep_h ? h.data_ptr<float>() : nullptr;
   float* __restrict__ pv = v.data_ptr<float>();
   at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
     float vb[B], hb[B], xb[B], sb[B];
@@ -139,35 +138,40 @@ std::vector<torch::Tensor> forward(torch::Tensor x, torch::Tensor v0, double tau
         float* st = ss.target(t, c, sb);
         charge_fire(xs.read(t, c, n, xb), st, hb, vb, n, tau, vth);
         ss.commit(t, c, n, st);
-        if (ph) std::copy(hb, hb + n, ph + t * N + c);
       }
       std::copy(vb, vb + n, pv + c);
     }
   });
-  return {s, v, h};
+  return {s, v};
 }
 
-// gs: [T, N] gradient of the spikes (float32 or bfloat16: the input's gradient comes out in the same
-// dtype); gv: [N] gradient of the final v; h: [T, N] charged potentials (float32).
-std::vector<torch::Tensor> backward(torch::Tensor gs, torch::Tensor gv, torch::Tensor h, double tau_d,
-                                    double vth_d, double alpha_d) {
-  const int64_t T = h.size(0), N = h.size(1);
+// gs: [T, N] gradient of the spikes, in x's dtype (the input's gradient comes out in it too);
+// gv: [N] gradient of the final v; x, v0: the forward's input and initial state. Per block, the
+// charged potentials h of every timestep are recomputed into a buffer (the same float32
+// operations as the forward, so the same h bit for bit), then the time loop runs in reverse.
+std::vector<torch::Tensor> backward(torch::Tensor gs, torch::Tensor gv, torch::Tensor x, torch::Tensor v0,
+                                    double tau_d, double vth_d, double alpha_d) {
+  const int64_t T = x.size(0), N = x.size(1);
   auto gx = torch::empty_like(gs);
   auto gv0 = torch::empty_like(gv);
   const float tau = (float) tau_d, vth = (float) vth_d, alpha = (float) alpha_d;
   const float scale = (float) (M_PI / 2.0 * alpha_d), half = alpha / 2.0f;
-  const Rows gss = rows(gs), gxs = rows(gx);
+  const bool fresh = v0.numel() == 0;
+  const Rows xs = rows(x), gss = rows(gs), gxs = rows(gx);
+  const float* __restrict__ pv0 = fresh ? nullptr : v0.data_ptr<float>();
   const float* __restrict__ pgv = gv.data_ptr<float>();
-  const float* __restrict__ ph = h.data_ptr<float>();
   float* __restrict__ pg0 = gv0.data_ptr<float>();
   at::parallel_for(0, N, 4 * B, [&](int64_t b, int64_t e) {
-    float carry[B], gb[B], xb[B];
+    std::vector<float> h(T * B);
+    float vb[B], sb[B], carry[B], gb[B], xb[B];
     for (int64_t c = b; c < e; c += B) {
       const int64_t n = std::min(B, e - c);
+      if (fresh) std::fill(vb, vb + n, 0.0f); else std::copy(pv0 + c, pv0 + c + n, vb);
+      for (int64_t t = 0; t < T; ++t) charge_fire(xs.read(t, c, n, xb), sb, h.data() + t * B, vb, n, tau, vth);
       std::copy(pgv + c, pgv + c + n, carry);  // the final v's gradient enters at t = T - 1
       for (int64_t t = T - 1; t >= 0; --t) {
         float* gxt = gxs.target(t, c, xb);
-        surrogate_step(ph + t * N + c, gss.read(t, c, n, gb), gxt, carry, n, tau, vth, scale, half);
+        surrogate_step(h.data() + t * B, gss.read(t, c, n, gb), gxt, carry, n, tau, vth, scale, half);
         gxs.commit(t, c, n, gxt);
       }
       std::copy(carry, carry + n, pg0 + c);
@@ -229,18 +233,18 @@ class _FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v, tau: float, vth: float, alpha: float):
         k = _kernel()
-        keep = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]  # grad mode is always off in here
-        s, v_last, h = k.forward(x, v, tau, vth, keep)
-        ctx.save_for_backward(h)
+        s, v_last = k.forward(x, v, tau, vth)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(x, v)  # the backward charges again from these
         ctx.consts, ctx.dtype = (tau, vth, alpha), x.dtype
         return s, v_last
 
     @staticmethod
     def backward(ctx, gs, gv):
-        (h,) = ctx.saved_tensors
-        gs = torch.zeros_like(h, dtype=ctx.dtype) if gs is None else gs.to(ctx.dtype).contiguous()
-        gv = torch.zeros_like(h[0]) if gv is None else gv.float().contiguous()
-        gx, gv0 = _kernel().backward(gs, gv, h, *ctx.consts)
+        x, v0 = ctx.saved_tensors
+        gs = torch.zeros_like(x) if gs is None else gs.to(ctx.dtype).contiguous()
+        gv = torch.zeros(x.shape[1]) if gv is None else gv.float().contiguous()
+        gx, gv0 = _kernel().backward(gs, gv, x, v0, *ctx.consts)
         return gx, gv0 if ctx.needs_input_grad[1] else None, None, None, None
 
 
