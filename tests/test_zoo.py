@@ -293,6 +293,17 @@ def test_a_delta_kept_in_fp32_ships_the_fine_tuned_weights_exactly(coinference_c
     assert zoo.sha256_file(zoo.resolve("zoo:tiny-co") / zoo.WEIGHTS) == e.sha256
     assert all(torch.equal(shipped[k].to(v.dtype), v) for k, v in tuned.items())
 
+    # fine-tuned from the backbone's fp32 run instead: its frozen tensors are the base's before the
+    # base was rounded to fp16 (here: nudged below half an fp16 step), and are shared all the same
+    nudged = {k: v * (1 + 2**-13) if k in frozen and v.is_floating_point() else v for k, v in tuned.items()}
+    assert any(not torch.equal(nudged[k], tuned[k]) for k in frozen)
+    save_torch(nudged, str(own / zoo.WEIGHTS))
+    publish.add_to_zoo(own, "tiny-co32", backbone="tiny", delta_fp32=True)
+    with safe_open(str(tmp_path / "zoo" / "tiny-co32" / zoo.DELTA), "np") as f:
+        assert sorted(f.keys()) == sorted(set(tuned) - frozen)
+    shipped = load_torch(str(zoo.resolve("zoo:tiny-co32") / zoo.WEIGHTS))
+    assert all(torch.equal(shipped[k].to(v.dtype), v) for k, v in tuned.items())
+
 
 def test_the_readme_zoo_table_is_the_index():
     """Every figure the README's zoo table gives for an entry is the index's, as shipped: the table
