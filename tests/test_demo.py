@@ -303,20 +303,25 @@ def test_demo_streams_another_cut_from_a_checkpoint_directory(tmp_path):
 
 
 def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tmp_path):
-    """Two backbones are shipped, both holding out the embedded images: a co-inference entry or
-    directory is compared with its own backbone, never with the default one."""
+    """Several backbones per demo set are shipped, all holding out its images: a co-inference entry
+    of that dataset (any architecture) is compared with its own backbone, never with the default
+    one; a cut of another dataset is refused."""
     from neucodex.demo import _demo_coinference
+    from neucodex.errors import NeucodexError
     from neucodex.pretrained import DEMOS, entries
 
-    default = DEMOS["cifar10-demo"][0]
-    model, dataset = next((e.model, e.dataset) for e in entries() if f"zoo:{e.name}" == default)
-    for e in entries():
-        if e.kind == "coinference" and (e.model, e.dataset) == (model, dataset):
-            assert _demo_coinference(e.name, default) == (f"zoo:{e.name}", f"zoo:{e.base}")
+    for default, _ in DEMOS.values():
+        dataset = next(e.dataset for e in entries() if f"zoo:{e.name}" == default)
+        for e in entries():
+            if e.kind == "coinference" and e.dataset == dataset:  # any architecture: one held-out split
+                assert _demo_coinference(e.name, default) == (f"zoo:{e.name}", f"zoo:{e.base}")
+            elif e.kind == "coinference":
+                with pytest.raises(NeucodexError, match="the demo streams a shipped co-inference entry"):
+                    _demo_coinference(e.name, default)
+    default = DEMOS["cifar10-demo"][0]  # a directory fine-tuned from another shipped CIFAR-10 backbone
+    dataset = next(e.dataset for e in entries() if f"zoo:{e.name}" == default)
     other = next(
-        e
-        for e in entries()
-        if e.kind == "backbone" and (e.model, e.dataset) == (model, dataset) and e.T > 1 and f"zoo:{e.name}" != default
+        e for e in entries() if e.kind == "backbone" and e.dataset == dataset and e.T > 1 and f"zoo:{e.name}" != default
     )
     own = tmp_path / "coinference-rb8"
     shutil.copytree(resolve("zoo:cifar10-resnet18-rb8"), own)

@@ -90,12 +90,12 @@ def _trained_here(dataset: str, quick: bool, cache_dir, quiet: bool) -> tuple[st
 
 def _demo_coinference(ref: str, backbone: str) -> tuple[str, str]:
     """What ``--checkpoint`` names for the shipped images, and the backbone to report beside it: a
-    shipped co-inference entry of ``backbone``'s model (``zoo:NAME`` or ``NAME``) with its own
-    backbone entry, or a checkpoint directory fine-tuned from one of the shipped backbones of that
-    model — the embedded images are held out of all of them, so the report's backbone figures stay
-    honest. Anything else: one line."""
+    shipped co-inference entry for ``backbone``'s dataset, of any architecture (``zoo:NAME`` or
+    ``NAME``), with its own backbone entry, or a checkpoint directory fine-tuned from one of that
+    dataset's shipped backbones — the embedded images are held out of all of them (one split per
+    dataset), so the report's backbone figures stay honest. Anything else: one line."""
     own = zoo_entry(backbone[len(ZOO) :])
-    shipped = [e for e in zoo_entries() if (e.model, e.dataset) == (own.model, own.dataset)]  # same held-out images
+    shipped = [e for e in zoo_entries() if e.dataset == own.dataset]  # the same held-out images
     bases = {e.sha256: ZOO + e.name for e in shipped if e.kind == "backbone"}
     if not ref.startswith(ZOO) and (Path(ref).name != ref or Path(ref).exists()):  # a path, not a name
         if not Path(ref).is_dir():
