@@ -27,8 +27,7 @@ from .data import build_dataset, stratified
 from .energy import CoInferenceEnergy
 from .errors import NeucodexError
 from .evaluate import load_split
-from .pretrained import DEMOS as PRETRAINED
-from .pretrained import EVENT_DEMOS, TRAINED_DEMOS
+from .pretrained import DEMOS, EVENT_DEMOS, TRAINED_DEMOS
 from .pretrained import PREFIX as ZOO
 from .pretrained import entries as zoo_entries
 from .pretrained import entry as zoo_entry
@@ -47,7 +46,7 @@ PRETRAINED_QUICK = 100
 def shipped(dataset: str) -> bool:
     """Whether this install ships the checkpoints the demo runs on ``dataset``."""
     names = {e.name for e in zoo_entries()}
-    return dataset in PRETRAINED and all(ref[len(ZOO) :] in names for ref in PRETRAINED[dataset])
+    return dataset in DEMOS and all(ref[len(ZOO) :] in names for ref in DEMOS[dataset])
 
 
 def default_dataset() -> str:
@@ -144,15 +143,14 @@ def run_demo(
         source = source if root else dataset
     elif root:
         raise NeucodexError(f"--root is for {', '.join(EVENT_DEMOS)}; {dataset} is embedded or trained here")
-    if checkpoint and dataset not in PRETRAINED:
+    if checkpoint and dataset not in DEMOS:
         raise NeucodexError(
-            f"--checkpoint picks the co-inference checkpoint for {', '.join(PRETRAINED)}; "
-            f"{dataset} trains its own model"
+            f"--checkpoint picks the co-inference checkpoint for {', '.join(DEMOS)}; {dataset} trains its own model"
         )
-    if dataset in PRETRAINED:
+    if dataset in DEMOS:
         if not shipped(dataset):
             raise NeucodexError(f"this install ships no checkpoints for {dataset}; run the demo with --dataset digits")
-        backbone_dir, coinf_dir = PRETRAINED[dataset]
+        backbone_dir, coinf_dir = DEMOS[dataset]
         if checkpoint:
             coinf_dir, backbone_dir = _demo_coinference(checkpoint, backbone_dir)
         reused = True
@@ -169,7 +167,7 @@ def run_demo(
         report_data = {}
     else:
         raise NeucodexError(
-            f"the demo runs on {', '.join([*PRETRAINED, *EVENT_DEMOS])} (shipped models), "
+            f"the demo runs on {', '.join([*DEMOS, *EVENT_DEMOS])} (shipped models), "
             f"{' or '.join(TRAINED_DEMOS)}, not {dataset!r}"
         )
     out = Path(out)

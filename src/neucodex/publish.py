@@ -53,14 +53,10 @@ def _shipped(v, keep_fp32: bool) -> np.ndarray:
 
 
 def _holds(base: np.ndarray | None, v: np.ndarray) -> bool:
-    """Whether the fp16 base holds ``v``: exactly, or as its fp16 rounding — a tensor left frozen by a
-    cut fine-tuned from the backbone's fp32 run directory rather than from its zoo entry is the
-    base's tensor before the base was rounded, so it is shared too (and runs as the base ships it)."""
-    if base is None or base.shape != v.shape:
-        return False
-    return np.array_equal(base.astype(v.dtype), v) or (
-        base.dtype == np.float16 and v.dtype == np.float32 and np.array_equal(v.astype(np.float16), base)
-    )
+    """Whether the base holds ``v`` as it ships it: exactly, or as its fp16 rounding — a tensor left
+    frozen by a cut fine-tuned from the backbone's fp32 run directory rather than from its zoo entry
+    is the base's tensor before the base was rounded, so it is shared too (and runs as the base ships it)."""
+    return base is not None and base.shape == v.shape and np.array_equal(v.astype(base.dtype), base)
 
 
 def add_to_zoo(

@@ -236,13 +236,13 @@ class _FusedLIF(torch.autograd.Function):
         s, v_last = k.forward(x, v, tau, vth)
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
             ctx.save_for_backward(x, v)  # the backward charges again from these
-        ctx.consts, ctx.dtype = (tau, vth, alpha), x.dtype
+        ctx.consts = (tau, vth, alpha)
         return s, v_last
 
     @staticmethod
     def backward(ctx, gs, gv):
         x, v0 = ctx.saved_tensors
-        gs = torch.zeros_like(x) if gs is None else gs.to(ctx.dtype).contiguous()
+        gs = torch.zeros_like(x) if gs is None else gs.to(x.dtype).contiguous()
         gv = torch.zeros(x.shape[1]) if gv is None else gv.float().contiguous()
         gx, gv0 = _kernel().backward(gs, gv, x, v0, *ctx.consts)
         return gx, gv0 if ctx.needs_input_grad[1] else None, None, None, None
