@@ -401,3 +401,24 @@ def test_strong_augmentation_for_small_image_sets(tmp_path):
     assert len(build_dataset("digits", "test", augment="strong")) > 0  # evaluating a strong-trained model anywhere
     with pytest.raises(InvalidArgumentError, match="augment must be one of crop, strong"):
         build_dataset("digits", "train", augment="wild")
+
+
+class _BlasThreads(torch.utils.data.Dataset):
+    """Each item: how many BLAS threads NumPy would use in the process that loads it."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> int:
+        from threadpoolctl import threadpool_info
+
+        return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+
+
+def test_loader_workers_frame_with_one_blas_thread():
+    """W workers × a BLAS pool the machine's size oversubscribe it: each worker gets one thread."""
+    pytest.importorskip("threadpoolctl")
+    from neucodex.evaluate import loader
+
+    counts = [int(c) for batch in loader(_BlasThreads(), 1, False, 0, workers=1) for c in batch]
+    assert counts == [1, 1]

@@ -103,6 +103,10 @@ def test_build_cli(tmp_path, capsys):
     assert main(["datasets", "cifar10-dvs-emu", "--root", str(tmp_path / "o"), "-T", "2", "--json"]) == 0
     splits = json.loads(capsys.readouterr().out)["splits"]
     assert sum(s["samples"] for s in splits.values()) == 6
+    # two recordings per class leave no val split: training says so before its first epoch
+    train = ["train", "--config", "cifar10-dvs-emu-ann", "--root", str(tmp_path / "o"), "--out", str(tmp_path / "r")]
+    assert main([*train, "--set", "optim.epochs=1"]) == 2
+    assert "split of cifar10-dvs-emu is empty" in capsys.readouterr().err
 
 
 def test_an_event_demo_set_is_held_out_framed_and_sized(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..bottleneck import CoInferenceModel
 from ..checkpoint import ModelSpec, load_weights, save_checkpoint
 from ..config import ConfigError, ExperimentConfig, OptimConfig
-from ..errors import Interrupted
+from ..errors import Interrupted, InvalidArgumentError
 from ..evaluate import evaluate, final_logits, loader, resolve_device, to_model_input
 from ..models import Backbone
 from .env import data_meta, distributed, seed_everything, use_amp
@@ -46,6 +46,12 @@ def fit(
     ``teacher`` (and ``oc.distill`` > 0) the loss also pulls the output toward the teacher's."""
     out = Path(out)
     section = "finetune" if oc is cfg.finetune else "optim"
+    for split, ds in (("train", train_ds), ("val", val_ds)):
+        if len(ds) == 0:  # a tiny build or a small data.limit: every epoch would end in an empty evaluation
+            raise InvalidArgumentError(
+                f"the {split} split of {cfg.data.name} is empty: too few samples per class for its split; "
+                "give more data (or a larger data.limit)"
+            )
     if model.spiking:
         check_timestep_weights(oc, model.T, section)
     for name in ("edge_rate_penalty", "rate_penalty"):
