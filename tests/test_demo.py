@@ -341,7 +341,10 @@ def test_the_demo_reports_each_cut_beside_the_backbone_it_was_fine_tuned_from(tm
         (["--checkpoint", "zoo:cifar10-resnet18"], "--checkpoint zoo:cifar10-resnet18: the demo streams a shipped"),
         (["--checkpoint", "cifar10-resnet18-rb9"], "--checkpoint zoo:cifar10-resnet18-rb9: the demo streams a shipped"),
         (["--dataset", "digits", "--checkpoint", "zoo:cifar10-resnet18-rb8"], "--checkpoint picks the co-inference"),
-        (["--dataset", "digits", "--root", "somewhere"], "--root is for nmnist, cifar10-dvs-emu; digits is embedded"),
+        (
+            ["--dataset", "digits", "--root", "somewhere"],
+            "--root is for nmnist, cifar10-dvs-emu, n-caltech101-emu; digits is embedded",
+        ),
     ],
 )
 def test_demo_checkpoint_errors_are_one_line(args, message, capsys, tmp_path):

@@ -37,9 +37,14 @@ DEMOS = {
     "nmnist-demo": ("zoo:nmnist-vgg11", "zoo:nmnist-vgg11-conv1-c8s2"),
     "caltech101-demo": ("zoo:caltech101-resnet18", "zoo:caltech101-resnet18-rb1-c16s2"),
     "cifar10-dvs-emu-demo": ("zoo:cifar10-dvs-emu-vgg11", "zoo:cifar10-dvs-emu-vgg11-conv1-c8s2"),
+    "n-caltech101-emu-demo": ("zoo:n-caltech101-emu-vgg11", "zoo:n-caltech101-emu-vgg11-conv1-c8s2"),
 }
 """The embedded demo sets and the (backbone, co-inference) entries ``neucodex demo`` runs on each."""
-EVENT_DEMOS = {"nmnist": "nmnist-demo", "cifar10-dvs-emu": "cifar10-dvs-emu-demo"}
+EVENT_DEMOS = {
+    "nmnist": "nmnist-demo",
+    "cifar10-dvs-emu": "cifar10-dvs-emu-demo",
+    "n-caltech101-emu": "n-caltech101-emu-demo",
+}
 """Event datasets whose shipped entries the demo runs: on the embedded set, or on the test split at --root."""
 TRAINED_DEMOS = ("digits", "digits-dvs")
 """Datasets the demo trains a tiny model on first (nothing shipped)."""
