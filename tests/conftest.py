@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -18,6 +19,13 @@ def assert_same_logits(a: torch.Tensor, b: torch.Tensor, where: str = "") -> Non
     assert a.shape == b.shape, where
     torch.testing.assert_close(a, b, rtol=0.0, atol=1e-6, msg=lambda m: f"{where}: {m}")
     assert torch.equal(a.argmax(-1), b.argmax(-1)), where
+
+
+def sigint_as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts: SIGINT handled as a terminal's Ctrl-C is.
+    A suite started in the background by a non-interactive shell (``nohup … &``) hands its children
+    SIGINT *ignored*, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def calibrate_bn(model: nc.Backbone, size: int = 32, batch: int = 8) -> nc.Backbone:

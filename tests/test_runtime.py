@@ -32,6 +32,8 @@ from neucodex.runtime import neucodex_pb2_grpc as pb_grpc
 from neucodex.runtime.process import spawn_server
 from neucodex.runtime.protocol import GENERATED, HERE, generate
 
+from conftest import sigint_as_from_a_terminal
+
 pytestmark = pytest.mark.slow  # trains models or runs servers
 
 N = 24
@@ -760,6 +762,7 @@ def test_ctrl_c_in_edge_and_serve_is_one_line(coinference_checkpoint):
             capture_output=True,
             text=True,
             timeout=60,
+            preexec_fn=sigint_as_from_a_terminal,
         )
     finally:
         proc.send_signal(signal.SIGINT)

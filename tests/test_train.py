@@ -23,6 +23,8 @@ from neucodex.evaluate import load_split, loader, predict
 from neucodex.sweep import run_sweep, summarize_sweep, sweep_dir
 from neucodex.training import classification_loss, finetune, pretrain
 
+from conftest import sigint_as_from_a_terminal
+
 pytestmark = pytest.mark.slow  # trains models or runs servers
 
 TINY = [
@@ -517,6 +519,7 @@ def test_ctrl_c_in_train_is_one_line_and_keeps_the_saved_epochs(tmp_path):
         [sys.executable, "-m", "neucodex.cli", "train", "--config", "tiny", *sets, "--quiet"],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_from_a_terminal,
     )
     state = tmp_path / "tiny" / "backbone" / "train_state.json"
     deadline = time.time() + 300
