@@ -91,6 +91,18 @@ def test_calibration_meets_the_target_on_its_split():
         )
 
 
+@pytest.mark.parametrize("budget", [1.0, 1.5, 2.5])
+def test_calibration_within_a_step_budget_is_the_most_accurate(budget):
+    logits, labels = fake_logits(N=500)
+    for m in MEASURES:
+        policy, curve = calibrate(logits, labels, m, max_steps=budget)
+        r = evaluate_policy(logits, labels, policy)
+        assert r["mean_steps"] <= budget + 1e-9
+        assert r["accuracy"] == max(c["accuracy"] for c in curve if c["mean_steps"] <= budget + 1e-9)
+    with pytest.raises(NeucodexError, match="no threshold exits within 1.5 mean timesteps"):
+        calibrate(logits, labels, "margin", min_steps=2, max_steps=1.5)
+
+
 def test_bad_policy():
     with pytest.raises(NeucodexError, match="unknown confidence measure 'x'"):
         ExitPolicy("x")
@@ -118,6 +130,10 @@ def test_calibrate_command(tmp_path, capsys):
     assert meta["exit_policy"] == r["chosen"]["policy"]
     assert (tmp_path / "tiny" / "backbone" / "exit_tradeoff.png").stat().st_size > 1000
     assert meta["sha256"] == m.model_id  # the weights, and so the model id, are unchanged
+    assert main(["calibrate", "--checkpoint", m.checkpoint, "--max-steps", "1.5", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["max_steps"] == 1.5 and all(row["val_mean_steps"] <= 1.5 + 1e-9 for row in r["rows"])
+    assert r["chosen"]["val_accuracy"] == max(row["val_accuracy"] for row in r["rows"])
 
 
 @pytest.mark.parametrize("measure", MEASURES)

@@ -37,15 +37,17 @@ def calibrate_checkpoint(
     plot: bool = True,
     dataset: str | None = None,
     root: str | None = None,
+    max_steps: float | None = None,
 ) -> dict:
-    """Calibrate every measure on val, evaluate on test, plot, and store the best policy in model.json."""
+    """Calibrate every measure on val, evaluate on test, plot, and store the best policy in model.json:
+    the fewest steps within ``target_drop``, or, with a step budget ``max_steps``, the most accurate."""
     if is_zoo(ck_dir):
         raise NeucodexError(f"{ck_dir} is shipped read-only: copy its directory (neucodex zoo) and calibrate the copy")
     val_logits, val_labels = checkpoint_logits(ck_dir, "val", device, dataset, root)
     test_logits, test_labels = checkpoint_logits(ck_dir, "test", device, dataset, root)
     rows, curves = [], {}
     for m in measures:
-        policy, curve = calibrate(val_logits, val_labels, m, target_drop, min_steps)
+        policy, curve = calibrate(val_logits, val_labels, m, target_drop, min_steps, max_steps)
         val = evaluate_policy(val_logits, val_labels, policy)
         test = evaluate_policy(test_logits, test_labels, policy)
         curves[m] = curve
@@ -64,14 +66,23 @@ def calibrate_checkpoint(
                 "test_histogram": test["histogram"],
             }
         )
-    best = min(rows, key=lambda r: (r["val_mean_steps"], -r["val_accuracy"]))
+    if max_steps is None:
+        best = min(rows, key=lambda r: (r["val_mean_steps"], -r["val_accuracy"]))
+    else:
+        best = max(rows, key=lambda r: (r["val_accuracy"], -r["val_mean_steps"]))
     d = Path(ck_dir)
     update_info(
         d,
         exit_policy=ExitPolicy.from_dict(best["policy"]),
-        exit_calibration={"target_drop": target_drop, "split": "val", "rows": rows},
+        exit_calibration={"target_drop": target_drop, "max_steps": max_steps, "split": "val", "rows": rows},
     )
-    result = {"T": int(val_logits.shape[0]), "target_drop": target_drop, "rows": rows, "chosen": best}
+    result = {
+        "T": int(val_logits.shape[0]),
+        "target_drop": target_drop,
+        "max_steps": max_steps,
+        "rows": rows,
+        "chosen": best,
+    }
     if plot:
         result["plot"] = str(plot_curves(curves, rows, int(val_logits.shape[0]), d / "exit_tradeoff.png"))
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import NeucodexError
 from .policy import MEASURES, ExitPolicy, confidence
 
 __all__ = ["MEASURES", "ExitPolicy", "calibrate", "confidence", "evaluate_policy", "running_mean", "tradeoff_curve"]
@@ -53,11 +54,27 @@ def tradeoff_curve(logits: torch.Tensor, labels: torch.Tensor, measure: str, min
 
 
 def calibrate(
-    logits: torch.Tensor, labels: torch.Tensor, measure: str, target_drop: float = 0.5, min_steps: int = 1
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    measure: str,
+    target_drop: float = 0.5,
+    min_steps: int = 1,
+    max_steps: float | None = None,
 ) -> tuple[ExitPolicy, list[dict]]:
     """The threshold with the fewest mean timesteps whose accuracy drop against running all T is
-    ≤ ``target_drop`` percentage points, on a validation split (not the test split)."""
+    ≤ ``target_drop`` percentage points, on a validation split (not the test split). With
+    ``max_steps`` (a latency budget) instead: the most accurate threshold whose mean timesteps are
+    ≤ ``max_steps``."""
     curve = tradeoff_curve(logits, labels, measure, min_steps)
+    if max_steps is not None:
+        ok = [c for c in curve if c["mean_steps"] <= max_steps + 1e-9]
+        if not ok:
+            raise NeucodexError(
+                f"no threshold exits within {max_steps} mean timesteps (--min-steps {min_steps}): "
+                f"allow at least {min(c['mean_steps'] for c in curve):.2f}"
+            )
+        best = max(ok, key=lambda c: (c["accuracy"], -c["mean_steps"], c["threshold"]))
+        return ExitPolicy(measure, best["threshold"], min_steps), curve
     full = 100.0 * (logits.float().sum(0).argmax(-1) == labels).float().mean().item()
     ok = [c for c in curve if full - c["accuracy"] <= target_drop + 1e-9]
     best = min(ok, key=lambda c: (c["mean_steps"], -c["accuracy"], -c["threshold"]))

@@ -14,6 +14,11 @@ HELP = "choose the early-exit threshold on the validation split"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (backbone or co-inference)")
     p.add_argument("--target-drop", type=float, default=0.5, help="accuracy drop allowed vs all T, pp (0.5)")
+    p.add_argument(
+        "--max-steps",
+        type=float,
+        help="a latency budget instead: the most accurate threshold within this many mean timesteps on val",
+    )
     p.add_argument("--measure", help="comma-separated: max_softmax,entropy,margin (default: all)")
     p.add_argument("--min-steps", type=positive, default=1)
     p.add_argument("--device", default="auto")
@@ -27,16 +32,19 @@ def run(args: argparse.Namespace) -> None:
     from ..policy import MEASURES
 
     measures = args.measure.split(",") if args.measure else list(MEASURES)
+    data = {"dataset": args.dataset, "root": args.root}
     r = calibrate_checkpoint(
-        args.checkpoint, args.target_drop, measures, args.min_steps, args.device, dataset=args.dataset, root=args.root
+        args.checkpoint, args.target_drop, measures, args.min_steps, args.device, **data, max_steps=args.max_steps
     )
     if args.json:
         print(json.dumps(r, indent=1, default=float))
         return
-    print(
-        f"early exit at T={r['T']}: thresholds chosen on val for an accuracy drop ≤ {r['target_drop']} pp "
-        f"against all T; test figures with the same thresholds"
+    rule = (
+        f"for an accuracy drop ≤ {r['target_drop']} pp against all T"
+        if r["max_steps"] is None
+        else f"for the best accuracy within {r['max_steps']} mean timesteps"
     )
+    print(f"early exit at T={r['T']}: thresholds chosen on val {rule}; test figures with the same thresholds")
     print(
         f"{'measure':<12} {'threshold':>9} {'val steps':>9} {'val acc':>8} {'test steps':>10} {'test acc':>8} "
         f"{'all-T acc':>9} {'drop':>6}  exit-step histogram (test)"
