@@ -147,12 +147,12 @@ def test_one_check_per_batch_equals_one_check_per_session(measure):
     batch = []
     for k in range(9):
         s = CloudSession(None, policies[k % 3], T=3 + k % 2)  # type: ignore[arg-type]
-        s.number, s.t, s.sums = k, k % 3, (torch.randn(10) * 3 if k % 3 else None)
+        s.number, s.t, s.sums = k, k % 3, ((torch.randn(10) * 3).numpy() if k % 3 else None)
         batch.append(s)
     logits = torch.randn(9, 10) * 3
     expected = []
     for s, row in zip(batch, logits, strict=True):  # the per-session check, int t, as before batching
-        sums = row if s.sums is None else s.sums + row
+        sums = row if s.sums is None else torch.from_numpy(s.sums) + row
         done, conf = s.policy.check((sums / (s.t + 1))[None].numpy(), s.t + 1, s.T)
         expected.append((s.t, int((sums / (s.t + 1)).argmax()), bool(done[0]), float(conf[0])))
     together = record_batch(batch, logits, [[] for _ in batch])
@@ -182,12 +182,12 @@ def test_the_server_decides_as_the_policy_at_the_threshold(measure):
             batch = []
             for k, t in enumerate(steps):
                 s = CloudSession(None, policy, T=3)  # type: ignore[arg-type]
-                s.number, s.t, s.sums = k, t - 1, (before[k] if t > 1 else None)
+                s.number, s.t, s.sums = k, t - 1, (before[k].numpy() if t > 1 else None)
                 batch.append(s)
             rows = record_batch(batch, logits, [[] for _ in steps])
             assert [d.exit for d in rows] == done.tolist()
             assert [d.confidence for d in rows] == conf.tolist()
             lone = CloudSession(None, policy, T=3)  # type: ignore[arg-type]
-            lone.number, lone.t, lone.sums = 0, steps[2] - 1, before[2]
+            lone.number, lone.t, lone.sums = 0, steps[2] - 1, before[2].numpy()
             (d,) = record_batch([lone], logits[2:3], [[]])  # a lone session: no stack
             assert (d.exit, d.confidence) == (bool(done[2]), float(conf[2]))

@@ -217,7 +217,7 @@ class Decision:
     prediction: int
     confidence: float
     exit: bool
-    mean_logits: torch.Tensor  # [K], running mean over the timesteps so far
+    mean_logits: np.ndarray  # [K] float32, running mean over the timesteps so far
 
 
 class CloudSession:
@@ -241,7 +241,7 @@ class CloudSession:
         self.previous: np.ndarray | None = None  # the last decoded map: the context format's past
         self.number: int | None = None
         self.state: State = []
-        self.sums: torch.Tensor | None = None
+        self.sums: np.ndarray | None = None  # [K] float32: the logits summed over the sample's timesteps
         self.t = 0
 
     @property
@@ -287,34 +287,36 @@ class CloudSession:
 
 def record_batch(sessions: list[CloudSession], logits: torch.Tensor, states: list[State]) -> list[Decision]:
     """Each session takes its row of one step's logits ``[B, K]`` and its new neuron state; the
-    exit decisions are made together, one policy check per (policy, T) group in the batch."""
+    exit decisions are made together, one policy check per (policy, T) group in the batch. NumPy
+    throughout (a few small torch ops cost more than the whole decision at batch 1), in float32 as
+    ``ExitPolicy.decide`` computes offline, so online and offline decisions stay equal."""
     ts = []
     for s, state in zip(sessions, states, strict=True):
         s.state = state
         s.t += 1
         ts.append(s.t)
+    x = logits.numpy()
     if len(sessions) == 1:  # a lone frame: no stack
-        sums = logits if sessions[0].sums is None else logits + sessions[0].sums
+        sums = x if sessions[0].sums is None else x + sessions[0].sums
     else:
-        zero = logits.new_zeros(logits.shape[1:])
-        sums = logits + torch.stack([zero if s.sums is None else s.sums for s in sessions])  # one add for all
-    rows = sums.unbind(0)
-    for s, row in zip(sessions, rows, strict=True):
+        zero = np.zeros(x.shape[1:], np.float32)
+        sums = x + np.stack([zero if s.sums is None else s.sums for s in sessions])  # one add for all
+    for s, row in zip(sessions, sums, strict=True):
         s.sums = row
-    means = sums / torch.tensor(ts)[:, None]  # as ExitPolicy.decide divides: float32 by the step count
+    steps = np.asarray(ts)
+    means = sums / steps.astype(np.float32)[:, None]  # as ExitPolicy.decide divides: float32 by the step count
     groups: dict[tuple[ExitPolicy, int], list[int]] = {}
     for b, s in enumerate(sessions):
         groups.setdefault((s.policy, s.T), []).append(b)
-    rows_np, steps_np = means.numpy(), np.asarray(ts)
     if len(groups) == 1:  # the usual case: one policy for the whole batch, no gather and scatter
         (policy, T), _ = groups.popitem()
-        d, c = policy.check(rows_np, steps_np, T)
+        d, c = policy.check(means, steps, T)
         done, conf = d.tolist(), c.tolist()
     else:
         done, conf = [False] * len(sessions), [0.0] * len(sessions)
         for (policy, T), idx in groups.items():
-            d, c = policy.check(rows_np[idx], steps_np[idx], T)
+            d, c = policy.check(means[idx], steps[idx], T)
             for b, db, cb in zip(idx, d.tolist(), c.tolist(), strict=True):
                 done[b], conf[b] = db, cb
     preds = means.argmax(-1).tolist()
-    return [Decision(t - 1, p, c, d, m) for t, p, c, d, m in zip(ts, preds, conf, done, means.unbind(0), strict=True)]
+    return [Decision(t - 1, p, c, d, m) for t, p, c, d, m in zip(ts, preds, conf, done, means, strict=True)]
