@@ -263,6 +263,11 @@ def test_demo_default_runs_the_shipped_cifar10_model_without_training(tmp_path):
     assert s["co_inference_accuracy"] >= s["backbone_accuracy"] - 4.0
     assert 1.0 <= s["mean_steps"] <= s["T"] == 4
     assert not (tmp_path / "cache").exists()  # nothing was trained or cached
+    # the promises are judged on this run's own figures
+    assert s["point"] == "rb1"
+    verdict = {c["target"].split(" (")[0]: c["met"] for c in s["promises"]}
+    assert verdict["an early cut"] and verdict["≤ 2 mean timesteps"] == (s["mean_steps"] <= 2.0)
+    assert verdict["≤ 512 payload bits per sample"] == (s["payload_bits"] <= 512)
 
 
 @pytest.mark.parametrize(("dataset", "floor"), [("nmnist-demo", 90.0), ("cifar10-dvs-emu-demo", 35.0)])

@@ -31,6 +31,7 @@ from .pretrained import DEMOS, EVENT_DEMOS, TRAINED_DEMOS
 from .pretrained import PREFIX as ZOO
 from .pretrained import entries as zoo_entries
 from .pretrained import entry as zoo_entry
+from .promises import Check, check_promises, promises_table
 from .report import write_report
 from .report.markdown import head_share, saving
 from .runtime import EdgeClient
@@ -195,12 +196,13 @@ def run_demo(
     bits = r.bits["exit"]
     payload = live["payload_bits"]
     ratio = lambda ref: ref / payload if payload else float("inf")  # noqa: E731
-    return {
+    summary = {
         "run_dir": str(out),
         "checkpoint": coinf_dir,
         "reused": reused,
         "dataset": r.dataset,
         "T": r.T,
+        "point": ck.info.model.point,
         "samples": n,
         "server": address,
         "server_stopped": stopped,
@@ -229,6 +231,8 @@ def run_demo(
         "pid": os.getpid(),
         "server_pid": proc.pid,
     }
+    summary["promises"] = [c.to_dict() for c in check_promises(summary)]
+    return summary
 
 
 def demo_table(s: dict) -> str:
@@ -268,6 +272,7 @@ def demo_table(s: dict) -> str:
             f"{row['cloud_only']:.1f}  → {row['speedup_vs_edge_only']:.2f}x vs edge-only, "
             f"{row['speedup_vs_cloud_only']:.2f}x vs cloud-only"
         )
+    lines += promises_table([Check(**c) for c in s["promises"]])
     lines.append(f"  server              {s['server']} stopped cleanly: {s['server_stopped']}")
     lines.append(f"  report              {s['report'][0]}")
     return "\n".join(lines)
