@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-steps",
         type=float,
-        help="a latency budget instead: the most accurate threshold within this many mean timesteps on val",
+        help="a latency budget instead of --target-drop: the most accurate threshold within this many mean "
+        "timesteps on val",
     )
     p.add_argument("--measure", help="comma-separated: max_softmax,entropy,margin (default: all)")
     p.add_argument("--min-steps", type=positive, default=1)
@@ -32,9 +33,15 @@ def run(args: argparse.Namespace) -> None:
     from ..policy import MEASURES
 
     measures = args.measure.split(",") if args.measure else list(MEASURES)
-    data = {"dataset": args.dataset, "root": args.root}
     r = calibrate_checkpoint(
-        args.checkpoint, args.target_drop, measures, args.min_steps, args.device, **data, max_steps=args.max_steps
+        args.checkpoint,
+        args.target_drop,
+        measures,
+        args.min_steps,
+        args.device,
+        dataset=args.dataset,
+        root=args.root,
+        max_steps=args.max_steps,
     )
     if args.json:
         print(json.dumps(r, indent=1, default=float))
