@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from neucodex.baselines import CodecPoint, best_within, decode_image, encode_image, round_trip
+from neucodex.ratecurve import markdown, split_label
 
 
 def demo_images(n: int = 20) -> torch.Tensor:
@@ -52,6 +53,46 @@ def test_best_within_takes_the_fewest_bytes_inside_the_drop():
     assert best_within(pts, 80.0, 0.5).quality == 50
     assert best_within(pts, 80.0, 20).quality == 10
     assert best_within(pts, 90.0, 0.5) is None
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("lambda5e-5=runs/rd/a/coinference-rb1-c16s2k3-T4", ("lambda5e-5", "runs/rd/a/coinference-rb1-c16s2k3-T4")),
+        ("zoo:cifar10-resnet18-rb4", ("cifar10-resnet18-rb4", "zoo:cifar10-resnet18-rb4")),
+        ("runs/a=b/cut", ("cut", "runs/a=b/cut")),  # an '=' inside a path is not a label
+    ],
+)
+def test_a_point_is_labelled_by_its_label_or_its_name(given, expected):
+    assert split_label(given) == expected
+
+
+def test_each_cut_drops_against_its_own_backbone():
+    """A cut from another backbone than the codecs' is judged against its own backbone."""
+    r = {
+        "dataset": "imagefolder",
+        "split": "test",
+        "samples": 100,
+        "backbone": "zoo:b",
+        "backbone_accuracy": 85.0,
+        "raw_8bit_bits": 24576,
+        "codecs": [{"name": "png", "bits": 18000.0, "bytes_per_image": 2250.0, "accuracy": 85.0}],
+        "best_codec_within": {"0.5": None},
+        "coinference": [
+            {
+                "label": "old",
+                "checkpoint": "zoo:old-rb4",
+                "point": "rb4",
+                "payload_bits": 300.0,
+                "wire_bytes": 90.0,
+                "accuracy": 73.0,
+                "backbone_accuracy": 82.0,
+                "mean_steps": 2.5,
+            }
+        ],
+    }
+    row = next(line for line in markdown(r).splitlines() if "zoo:old-rb4" in line)
+    assert "| rb4 | 300 | 90 | 73.00 | 82.00 | 9.00 | 2.50 |" in row
 
 
 @pytest.mark.slow
@@ -94,6 +135,9 @@ def test_ratecurve_command_on_a_trained_checkpoint(coinference_checkpoint, tmp_p
     assert png["accuracy"] == pytest.approx(r["backbone_accuracy"])  # lossless: the backbone's own figure
     (c,) = r["coinference"]
     assert c["payload_bits"] > 0 and 0 <= c["accuracy"] <= 100
+    assert (
+        c["label"] == Path(coinference_checkpoint).name and c["point"] == read_info(coinference_checkpoint).model.point
+    )
     assert (tmp_path / "rate_accuracy.png").stat().st_size > 1000 and "cloud-only png" in (
         tmp_path / "ratecurve.md"
     ).read_text()

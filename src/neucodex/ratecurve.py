@@ -23,6 +23,15 @@ DROPS = (0.5, 1.0, 2.0)
 """Accuracy drops (pp) at which the best codec point is reported."""
 
 
+def split_label(point: str) -> tuple[str, str]:
+    """``LABEL=CHECKPOINT`` → (label, checkpoint); a bare checkpoint is labelled by its zoo name or
+    directory name. Runs of one recipe all end in the same directory name, hence the label."""
+    label, sep, ck = point.partition("=")
+    if sep and label and not any(c in label for c in "/:\\"):
+        return label, ck
+    return Path(point).name.replace("zoo:", ""), point
+
+
 def rate_curve(
     backbone: str,
     checkpoints: list[str],
@@ -49,13 +58,16 @@ def rate_curve(
     )
     reference, points = codec_curve(bb, images, labels, qualities, progress=say)
     coinf = []
-    for ck in checkpoints:
+    for point in checkpoints:
+        label, ck = split_label(point)
         r = evaluate_checkpoint(ck, dataset=dataset, root=root, split=split, limit=limit, device="cpu")
         if r["kind"] != "coinference":
             raise NeucodexError(f"{ck} holds a backbone; the curve's points are co-inference checkpoints")
         coinf.append(
             {
                 "checkpoint": ck,
+                "label": label,
+                "point": read_info(ck).model.point,
                 "model_id": r["model_id"],
                 "accuracy": r["accuracy"],
                 "accuracy_all_t": r["accuracy_all_t"],
@@ -68,7 +80,7 @@ def rate_curve(
             }
         )
         if progress:
-            print(f"  {ck}: {r['payload_bits']:.0f} bits, {r['accuracy']:.2f}% in {r['mean_steps']:.2f} steps")
+            print(f"  {label}: {r['payload_bits']:.0f} bits, {r['accuracy']:.2f}% in {r['mean_steps']:.2f} steps")
     best = {str(d): (p.to_dict() if (p := best_within(points, reference, d)) else None) for d in DROPS}
     return {
         "backbone": backbone,
@@ -90,18 +102,22 @@ def markdown(r: dict) -> str:
         f"Backbone `{r['backbone']}` on the original images: {r['backbone_accuracy']:.2f}%. Raw 8-bit input: "
         f"{r['raw_8bit_bits']:,} bits.",
         "",
-        "| sent | bits per sample | on-wire bytes | accuracy % | drop vs backbone (pp) | mean steps |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Each co-inference point's drop is against its own backbone on the same samples (a cut may come",
+        "from another backbone than the codecs'); each codec point's against the backbone above.",
+        "",
+        "| sent | cut | bits per sample | on-wire bytes | accuracy % | its backbone % | drop (pp) | mean steps |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in r["coinference"]:
         lines.append(
-            f"| co-inference `{c['checkpoint']}` (exit) | {c['payload_bits']:.0f} | {c['wire_bytes']:.0f} | "
-            f"{c['accuracy']:.2f} | {r['backbone_accuracy'] - c['accuracy']:.2f} | {c['mean_steps']:.2f} |"
+            f"| co-inference {c['label']} (`{c['checkpoint']}`, exit) | {c['point']} | {c['payload_bits']:.0f} | "
+            f"{c['wire_bytes']:.0f} | {c['accuracy']:.2f} | {c['backbone_accuracy']:.2f} | "
+            f"{c['backbone_accuracy'] - c['accuracy']:.2f} | {c['mean_steps']:.2f} |"
         )
     for p in r["codecs"]:
         lines.append(
-            f"| cloud-only {p['name']} | {p['bits']:.0f} | {p['bytes_per_image']:.0f} | {p['accuracy']:.2f} | "
-            f"{r['backbone_accuracy'] - p['accuracy']:.2f} | – |"
+            f"| cloud-only {p['name']} | – | {p['bits']:.0f} | {p['bytes_per_image']:.0f} | {p['accuracy']:.2f} | "
+            f"{r['backbone_accuracy']:.2f} | {r['backbone_accuracy'] - p['accuracy']:.2f} | – |"
         )
     lines += ["", "Best cloud-only codec point within a drop of the backbone's accuracy:", ""]
     for d, p in r["best_codec_within"].items():
@@ -122,18 +138,21 @@ def plot(r: dict, path: Path) -> Path:
             [p["bits"] for p in pts], [p["accuracy"] for p in pts], marker=marker, ms=4, label=f"cloud-only {codec}"
         )
     c = r["coinference"]
-    ax.scatter(
-        [x["payload_bits"] for x in c],
-        [x["accuracy"] for x in c],
-        marker="*",
-        s=140,
-        c="C3",
-        zorder=3,
-        label="co-inference (early exit)",
-    )
+    cuts = sorted({x["point"] for x in c})
+    for i, cut in enumerate(cuts):
+        at = [x for x in c if x["point"] == cut]
+        ax.scatter(
+            [x["payload_bits"] for x in at],
+            [x["accuracy"] for x in at],
+            marker="*",
+            s=140,
+            c=f"C{3 + i}",
+            zorder=3,
+            label=f"co-inference at {cut} (early exit)",
+        )
     for x in c:
         ax.annotate(
-            Path(x["checkpoint"]).name.replace("zoo:", ""),
+            x["label"],
             (x["payload_bits"], x["accuracy"]),
             xytext=(3, 3),
             textcoords="offset points",

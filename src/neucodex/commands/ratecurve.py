@@ -14,7 +14,11 @@ HELP = "bits per sample against accuracy: co-inference checkpoints and the input
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", required=True, help="the backbone checkpoint (directory or zoo:NAME) for cloud-only")
-    p.add_argument("checkpoints", nargs="*", help="co-inference checkpoints: the curve's points")
+    p.add_argument(
+        "checkpoints",
+        nargs="*",
+        help="co-inference checkpoints, the curve's points; LABEL=CHECKPOINT names a point in the table and plot",
+    )
     p.add_argument("--dataset", help="dataset name (default: the backbone's)")
     p.add_argument("--root", help="dataset files (default: the backbone's)")
     split_argument(p)
