@@ -138,7 +138,7 @@ def plot(r: dict, path: Path) -> Path:
             [p["bits"] for p in pts], [p["accuracy"] for p in pts], marker=marker, ms=4, label=f"cloud-only {codec}"
         )
     c = r["coinference"]
-    cuts = sorted({x["point"] for x in c})
+    cuts = list(dict.fromkeys(x["point"] for x in c))  # in the order given, not string order (rb16 < rb2)
     for i, cut in enumerate(cuts):
         at = [x for x in c if x["point"] == cut]
         ax.scatter(
