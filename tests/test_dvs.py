@@ -76,6 +76,24 @@ def test_emulated_nmnist_matches_real_recordings():
     assert emulated["profile"][[0, 10, 20]].max() < emulated["profile"][[5, 15, 25]].min()  # rest between saccades
 
 
+def test_cifar10_dvs_image_fills_the_view_without_a_border():
+    """CIFAR10-DVS's image over-fills the DVS128's view: its edges never cross the pixels, so a
+    flat gray image gives only background noise, as many events per pixel at the view's rim as in
+    its middle (an image box inside the view puts hundreds of events per pixel on its edges)."""
+    from neucodex.data.dvs import PROTOCOLS
+
+    dvs = PROTOCOLS["cifar10-dvs"]
+    assert dvs.place(np.zeros((32, 32), np.uint8)).shape == (144, 144)
+    ev = dvs.record(np.full((32, 32), 128, np.uint8), seed=0)
+    counts = np.zeros((128, 128))
+    np.add.at(counts, (ev["y"], ev["x"]), 1)
+    rim = np.ones((128, 128), bool)
+    rim[8:-8, 8:-8] = False
+    expected = dvs.emulator.noise_hz * dvs.emulator.duration_us * 1e-6  # noise events per pixel
+    assert counts[rim].mean() < 2 * expected and counts[~rim].mean() < 2 * expected
+    assert ev["x"].min() >= 0 and ev["x"].max() < 128 and ev["y"].min() >= 0 and ev["y"].max() < 128
+
+
 def test_protocols_place_crop_and_time_events():
     from neucodex.data.dvs import PROTOCOLS
 

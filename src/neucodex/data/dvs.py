@@ -169,15 +169,16 @@ class Protocol:
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     def place(self, image: np.ndarray) -> np.ndarray:
-        """``[H, W]`` uint8 (or ``[H, W, C]``, averaged) → the sensor's view at rest, float in [0, 1]."""
+        """``[H, W]`` uint8 (or ``[H, W, C]``, averaged) → the scene at rest, float in [0, 1]: the
+        sensor's view, or the whole image when it over-fills the view (``record`` keeps the view)."""
         img = np.asarray(image)
         if img.ndim == 3:
             img = img.mean(-1)
         pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L")
         w, h = self.fit(pil.width, pil.height)
         shown = np.asarray(pil.resize((w, h), Image.BILINEAR), np.float64) / 255.0
-        canvas = np.zeros(self.sensor[::-1])
-        top, left = (self.sensor[1] - h) // 2, (self.sensor[0] - w) // 2
+        canvas = np.zeros((max(h, self.sensor[1]), max(w, self.sensor[0])))
+        top, left = (canvas.shape[0] - h) // 2, (canvas.shape[1] - w) // 2
         canvas[top : top + h, left : left + w] = shown
         return canvas
 
@@ -189,7 +190,18 @@ class Protocol:
 
     def record(self, image: np.ndarray, seed: int = 0) -> np.ndarray:
         """A stand-in recording of ``image`` (8-bit grayscale or RGB ``[H, W(, C)]``)."""
-        events = self.emulator(self.place(image), path=self.offsets(), seed=seed)
+        scene = self.place(image)
+        events = self.emulator(scene, path=self.offsets(), seed=seed)
+        (left, top), (w, h) = (
+            ((scene.shape[1] - self.sensor[0]) // 2, (scene.shape[0] - self.sensor[1]) // 2),
+            self.sensor,
+        )
+        if left or top:  # an over-filling image: the sensor sees the middle of the scene
+            events = events[
+                (events["x"] >= left) & (events["x"] < left + w) & (events["y"] >= top) & (events["y"] < top + h)
+            ]
+            events["x"] -= left
+            events["y"] -= top
         if self.crop and len(events):
             img = np.asarray(image)
             w, h = self.fit(img.shape[1], img.shape[0])
@@ -223,15 +235,17 @@ PROTOCOLS: dict[str, Protocol] = {
     "n-caltech101": Protocol(
         "n-caltech101", (240, 180), (233, 173), "saccades", 5.0, DVSEmulator(steps=48, **ATIS), crop=True
     ),
-    # CIFAR10-DVS: the image filling a DVS128's view, moved round a closed smooth loop, repeated
+    # CIFAR10-DVS: the image filling a DVS128's view (its edges outside the view all along the
+    # 4-px loop, so no image border crosses the pixels), moved round a closed smooth loop, repeated;
+    # threshold ~15% contrast (log 1.15 ≈ 0.14), the DVS128's nominal sensitivity
     "cifar10-dvs": Protocol(
         "cifar10-dvs",
         (128, 128),
-        (120, 120),
+        (144, 144),
         "loop",
         4.0,
         DVSEmulator(
-            threshold=0.4, refractory_us=1_000, threshold_sigma=0.03, noise_hz=0.2, duration_us=1_200_000, steps=97
+            threshold=0.15, refractory_us=1_000, threshold_sigma=0.03, noise_hz=0.2, duration_us=1_200_000, steps=97
         ),
         loops=4,
     ),
