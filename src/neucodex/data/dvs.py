@@ -192,10 +192,8 @@ class Protocol:
         """A stand-in recording of ``image`` (8-bit grayscale or RGB ``[H, W(, C)]``)."""
         scene = self.place(image)
         events = self.emulator(scene, path=self.offsets(), seed=seed)
-        (left, top), (w, h) = (
-            ((scene.shape[1] - self.sensor[0]) // 2, (scene.shape[0] - self.sensor[1]) // 2),
-            self.sensor,
-        )
+        w, h = self.sensor
+        left, top = (scene.shape[1] - w) // 2, (scene.shape[0] - h) // 2
         if left or top:  # an over-filling image: the sensor sees the middle of the scene
             events = events[
                 (events["x"] >= left) & (events["x"] < left + w) & (events["y"] >= top) & (events["y"] < top + h)
