@@ -399,7 +399,7 @@ def test_strong_augmentation_for_small_image_sets(tmp_path):
     with pytest.raises(InvalidArgumentError, match="only the crop augmentation"):
         build_dataset("digits", "train", augment="strong")
     assert len(build_dataset("digits", "test", augment="strong")) > 0  # evaluating a strong-trained model anywhere
-    with pytest.raises(InvalidArgumentError, match="augment must be one of crop, strong"):
+    with pytest.raises(InvalidArgumentError, match="augment must be one of crop, strong, nda"):
         build_dataset("digits", "train", augment="wild")
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from neucodex.aer import read_bin
 from neucodex.cli import main
 from neucodex.data import DatasetMissingError, build_dataset, build_emulated
+from neucodex.data.images import augmentation
 from neucodex.errors import InvalidArgumentError
 
 CLASSES = ("cat", "dog", "ship")
@@ -59,6 +60,14 @@ def test_build_is_deterministic_resumable_and_loads(tmp_path):
     assert len(train) + len(test) <= 12 and sorted(set(train.targets)) == [0, 1, 2]
     x, _ = train[0]
     assert x.shape == (4, 2, 24, 24) and x.sum() > 100
+    # `data.augment: nda`: one random affine map and cutout per recording, the same for every bin
+    nda = build_dataset("cifar10-dvs-emu", "train", root=tmp_path / "a", T=4, size=24, augment="nda")
+    torch.manual_seed(0)
+    a, b = nda[0][0], nda[0][0]
+    assert a.shape == x.shape and not torch.equal(a, b) and a.sum() > 0
+    same = x[:1].repeat(4, 1, 1, 1)
+    moved = augmentation(24, True, "nda")(same)
+    assert not torch.equal(moved, same) and all(torch.equal(moved[0], moved[t]) for t in range(4))
 
 
 def test_caltech_protocol_from_an_archive_crops_recordings(tmp_path):

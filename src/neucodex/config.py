@@ -35,7 +35,7 @@ class DataConfig:
     root: str | None = None
     size: int | None = None
     train_augment: bool = True
-    augment: str = "crop"  # the train augmentation: crop, or strong (random resized crop, flip, colour jitter)
+    augment: str = "crop"  # train augmentation: crop, strong (resized crop, jitter) or nda (event frames)
     download: bool = False
     cache_dir: str | None = None
     limit: int | None = None  # cap on samples per split (quick runs, tests)

@@ -212,11 +212,12 @@ def _built(spec: DatasetSpec, root) -> Path:
 
 def _loader(sensor: tuple[int, int, int] | None):
     def build(
-        spec, split, root=None, T=4, size=None, seed=0, cache_dir=None, event_transform=None, train_augment=True, **_
-    ):
+        spec, split, root=None, T=4, size=None, seed=0, cache_dir=None, event_transform=None, train_augment=True,
+        augment="crop", **_,
+    ):  # fmt: skip
         return class_folder_split(
             spec, _built(spec, root), ".bin", read_bin, sensor, split, T=T, size=size, seed=seed,
-            cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment,
+            cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
         )  # fmt: skip
 
     return build

@@ -5,7 +5,8 @@ Recordings are read by :mod:`neucodex.aer` (as Tonic's readers read them) and fr
 ``size``) into per-polarity event counts ``[T, 2, size, size]``. Framed tensors are cached on
 disk (float16 ``.npy``), so a second epoch does not re-read events. Splits: a seeded per-class
 90/10 test split (not the 'first N per class' split, which inflates accuracy), then 10% of the
-rest as val; the train split is augmented like images (a random shift, a flip where it applies).
+rest as val; the train split is augmented like images (a random shift, a flip where it applies;
+``data.augment: nda`` adds rotation, shear and a cutout).
 """
 
 from __future__ import annotations
@@ -124,10 +125,11 @@ def _scan(folder: Path, suffix: str, exclude=()) -> tuple[list[Path], list[int],
     return paths, labels, [d.name.strip() for d in dirs]
 
 
-def augment(split: str, train_augment: bool, size: int, flip: bool) -> Callable | None:
-    """The train split's frame augmentation (one random shift, and a flip where the classes allow
-    it, for all T bins alike), as for images; none elsewhere."""
-    return augmentation(size, flip) if split == "train" and train_augment else None
+def augment(split: str, train_augment: bool, size: int, flip: bool, kind: str = "crop") -> Callable | None:
+    """The train split's frame augmentation ``kind`` (``crop``: one random shift, and a flip where
+    the classes allow it; ``nda`` adds rotation, shear and a cutout), the same for all T bins;
+    none elsewhere."""
+    return augmentation(size, flip, kind) if split == "train" and train_augment else None
 
 
 def _split(
@@ -165,6 +167,7 @@ def class_folder_split(
     cache_dir,
     event_transform,
     train_augment: bool,
+    augment_kind: str = "crop",
     exclude=(),
 ) -> Subset:
     """One split of recordings in ``folder/<class>/*suffix`` with no official test set: seeded
@@ -172,7 +175,7 @@ def class_folder_split(
     size = size or spec.default_size
     found = _recordings(spec, folder, suffix, exclude)
     files = EventFiles(*found, reader, sensor, T, size, cache_dir, event_transform)
-    return _split(files, split, seed, transform=augment(split, train_augment, size, flip=True))
+    return _split(files, split, seed, transform=augment(split, train_augment, size, True, augment_kind))
 
 
 def _nmnist(
@@ -186,6 +189,7 @@ def _nmnist(
     cache_dir=None,
     event_transform=None,
     train_augment=True,
+    augment="crop",
     **_,
 ):
     if root is None:
@@ -208,7 +212,7 @@ def _nmnist(
         return Subset(every, range(len(every)), classes=every.classes)
     base = files(_recordings(spec, folder / "Train", ".bin"))
     test = files(_recordings(spec, folder / "Test", ".bin")) if (folder / "Test").is_dir() else None
-    return _split(base, split, seed, test, augment(split, train_augment, size, flip=False))
+    return _split(base, split, seed, test, augment(split, train_augment, size, False, augment))
 
 
 def _joined(spec: DatasetSpec, folder: Path, found: list) -> tuple[list[Path], list[int], list[str]]:
@@ -248,6 +252,7 @@ def _ncaltech101(
     cache_dir=None,
     event_transform=None,
     train_augment=True,
+    augment="crop",
     **_,
 ):
     if root is None:
@@ -259,7 +264,8 @@ def _ncaltech101(
         NCALTECH101(str(root))
     return class_folder_split(
         spec, folder, ".bin", read_bin, None, split, T=T, size=size, seed=seed, cache_dir=cache_dir,
-        event_transform=event_transform, train_augment=train_augment, exclude=("BACKGROUND_Google",),
+        event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
+        exclude=("BACKGROUND_Google",),
     )  # fmt: skip
 
 
@@ -290,6 +296,7 @@ def _cifar10dvs(
     cache_dir=None,
     event_transform=None,
     train_augment=True,
+    augment="crop",
     **_,
 ):
     if root is None:
@@ -301,7 +308,7 @@ def _cifar10dvs(
         CIFAR10DVS(str(root))
     return class_folder_split(
         spec, folder, ".aedat4", read_aedat4, (128, 128, 2), split, T=T, size=size, seed=seed,
-        cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment,
+        cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
     )  # fmt: skip
 
 

@@ -114,19 +114,25 @@ def read_image_archive(archive: Path, channels: int, size: int) -> tuple[np.ndar
     return images, [index[c] for c, _, _ in found], classes
 
 
-AUGMENTS = ("crop", "strong")
-"""Train augmentations by name: ``crop`` (random crop with padding, a flip where classes allow it)
-and ``strong`` (random resized crop, flip, colour jitter: small image sets such as Caltech101)."""
+AUGMENTS = ("crop", "strong", "nda")
+"""Train augmentations by name: ``crop`` (random crop with padding, a flip where classes allow it),
+``strong`` (random resized crop, flip, colour jitter: small image sets such as Caltech101) and
+``nda`` (event frames: a flip, one random affine map -- shift, rotation, shear -- and a cutout,
+the same for all T bins; Li et al., "Neuromorphic Data Augmentation", ECCV 2022)."""
 
 
 def augmentation(size: int, flip: bool, kind: str = "crop") -> v2.Compose:
     """The train augmentation ``kind`` at ``size`` (:data:`AUGMENTS`)."""
     if kind == "strong":
         steps: list = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True)]
+    elif kind == "nda":  # event counts: no colour, no resampling of the scale; the lost region is zero
+        steps = [v2.RandomAffine(degrees=15, translate=(0.125, 0.125), shear=(-8, 8, -8, 8))]
     else:
         steps = [v2.RandomCrop(size, padding=max(1, size // 8))]
     if flip:
         steps.append(v2.RandomHorizontalFlip())
     if kind == "strong":
         steps.append(v2.ColorJitter(0.4, 0.4, 0.4, 0.05))
+    elif kind == "nda":
+        steps.append(v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0))
     return v2.Compose(steps)
