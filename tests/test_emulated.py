@@ -68,6 +68,8 @@ def test_build_is_deterministic_resumable_and_loads(tmp_path):
     same = x[:1].repeat(4, 1, 1, 1)
     moved = augmentation(24, True, "nda")(same)
     assert not torch.equal(moved, same) and all(torch.equal(moved[0], moved[t]) for t in range(4))
+    with pytest.raises(InvalidArgumentError, match="event frames take augment crop or nda"):
+        build_dataset("cifar10-dvs-emu", "train", root=tmp_path / "a", T=4, size=24, augment="strong")
 
 
 def test_caltech_protocol_from_an_archive_crops_recordings(tmp_path):

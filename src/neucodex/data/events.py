@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from .. import framing
 from ..aer import read_aedat4, read_bin, stream_sizes
 from ..cache import cache_root
+from ..errors import InvalidArgumentError
 from .base import DatasetSpec, Subset, missing, register_dataset
 from .dvs import DVSEmulator
 from .images import augmentation, file_key
@@ -125,10 +126,12 @@ def _scan(folder: Path, suffix: str, exclude=()) -> tuple[list[Path], list[int],
     return paths, labels, [d.name.strip() for d in dirs]
 
 
-def augment(split: str, train_augment: bool, size: int, flip: bool, kind: str = "crop") -> Callable | None:
+def frame_augmentation(split: str, train_augment: bool, size: int, flip: bool, kind: str = "crop") -> Callable | None:
     """The train split's frame augmentation ``kind`` (``crop``: one random shift, and a flip where
     the classes allow it; ``nda`` adds rotation, shear and a cutout), the same for all T bins;
     none elsewhere."""
+    if kind == "strong":  # colour jitter has no meaning for per-polarity event counts
+        raise InvalidArgumentError("event frames take augment crop or nda (strong is for images)")
     return augmentation(size, flip, kind) if split == "train" and train_augment else None
 
 
@@ -175,7 +178,7 @@ def class_folder_split(
     size = size or spec.default_size
     found = _recordings(spec, folder, suffix, exclude)
     files = EventFiles(*found, reader, sensor, T, size, cache_dir, event_transform)
-    return _split(files, split, seed, transform=augment(split, train_augment, size, True, augment_kind))
+    return _split(files, split, seed, transform=frame_augmentation(split, train_augment, size, True, augment_kind))
 
 
 def _nmnist(
@@ -212,7 +215,7 @@ def _nmnist(
         return Subset(every, range(len(every)), classes=every.classes)
     base = files(_recordings(spec, folder / "Train", ".bin"))
     test = files(_recordings(spec, folder / "Test", ".bin")) if (folder / "Test").is_dir() else None
-    return _split(base, split, seed, test, augment(split, train_augment, size, False, augment))
+    return _split(base, split, seed, test, frame_augmentation(split, train_augment, size, False, augment))
 
 
 def _joined(spec: DatasetSpec, folder: Path, found: list) -> tuple[list[Path], list[int], list[str]]:
