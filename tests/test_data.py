@@ -394,6 +394,7 @@ def test_strong_augmentation_for_small_image_sets(tmp_path):
     torch.manual_seed(0)
     a, b = strong[0][0], strong[0][0]
     assert a.shape == plain[0][0].shape == (3, 24, 24) and not torch.equal(a, b)
+    assert build_dataset("imagefolder", "train", augment="nda", **kw)[0][0].shape == (3, 24, 24)
     test = build_dataset("imagefolder", "test", augment="strong", **kw)
     assert torch.equal(test[0][0], build_dataset("imagefolder", "test", **kw)[0][0])
     with pytest.raises(InvalidArgumentError, match="only the crop augmentation"):

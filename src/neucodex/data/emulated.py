@@ -217,7 +217,7 @@ def _loader(sensor: tuple[int, int, int] | None):
     ):  # fmt: skip
         return class_folder_split(
             spec, _built(spec, root), ".bin", read_bin, sensor, split, T=T, size=size, seed=seed,
-            cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
+            cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment=augment,
         )  # fmt: skip
 
     return build

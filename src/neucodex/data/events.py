@@ -170,7 +170,7 @@ def class_folder_split(
     cache_dir,
     event_transform,
     train_augment: bool,
-    augment_kind: str = "crop",
+    augment: str = "crop",
     exclude=(),
 ) -> Subset:
     """One split of recordings in ``folder/<class>/*suffix`` with no official test set: seeded
@@ -178,7 +178,7 @@ def class_folder_split(
     size = size or spec.default_size
     found = _recordings(spec, folder, suffix, exclude)
     files = EventFiles(*found, reader, sensor, T, size, cache_dir, event_transform)
-    return _split(files, split, seed, transform=frame_augmentation(split, train_augment, size, True, augment_kind))
+    return _split(files, split, seed, transform=frame_augmentation(split, train_augment, size, True, augment))
 
 
 def _nmnist(
@@ -267,7 +267,7 @@ def _ncaltech101(
         NCALTECH101(str(root))
     return class_folder_split(
         spec, folder, ".bin", read_bin, None, split, T=T, size=size, seed=seed, cache_dir=cache_dir,
-        event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
+        event_transform=event_transform, train_augment=train_augment, augment=augment,
         exclude=("BACKGROUND_Google",),
     )  # fmt: skip
 
@@ -311,7 +311,7 @@ def _cifar10dvs(
         CIFAR10DVS(str(root))
     return class_folder_split(
         spec, folder, ".aedat4", read_aedat4, (128, 128, 2), split, T=T, size=size, seed=seed,
-        cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment_kind=augment,
+        cache_dir=cache_dir, event_transform=event_transform, train_augment=train_augment, augment=augment,
     )  # fmt: skip
 
 
